@@ -1,0 +1,546 @@
+"""`OnlineGaussianMixture`: a Gaussian mixture learned by stepwise EM, as a River clusterer."""
+
+from __future__ import annotations
+
+import math
+import numbers
+import typing
+
+import numpy as np
+from river import base
+
+from . import fastpath, init, steps
+from .stats import COLLAPSE_WEIGHT, MixtureParameters, SufficientStatistics, check_covariance_type
+
+__all__ = ["OnlineGaussianMixture"]
+
+
+def _sorted_features(keys: typing.Iterable) -> list:
+    keys = list(keys)
+    try:
+        return sorted(keys)
+    except TypeError:  # mixed types: order by type name, then text
+        return sorted(keys, key=lambda k: (type(k).__name__, str(k)))
+
+
+class OnlineGaussianMixture(base.Clusterer):
+    """Gaussian mixture model learned online by stepwise expectation-maximisation.
+
+    The model keeps running averages of each component's sufficient statistics (mass, first and
+    second moments) and blends every new point's (or mini-batch's) expected statistics into them
+    with a decaying step size ``gamma_t = t ** -alpha``, where t counts points (Cappé & Moulines,
+    2009; Liang & Klein, 2009). The parameters are recovered from the statistics after each update,
+    so the model never refits from scratch. The first `warm_up` points are buffered and fitted by
+    k-means++ plus a few batch EM iterations; the streaming updates begin after that. From
+    `average_after` points on, the parameters that the model reports and predicts with are the
+    Polyak average of the statistics' iterates, which removes most of the noise of the steps.
+
+    Parameters
+    ----------
+    n_components
+        Number of mixture components.
+    covariance_type
+        ``'full'`` (one full matrix each), ``'diag'``, ``'spherical'`` (one variance each) or
+        ``'tied'`` (one full matrix shared by all components), as in scikit-learn.
+    alpha
+        Decay of the step size, in (0.5, 1]. 1 is the exact running average of EM statistics;
+        smaller values forget the early, poorly fitted statistics faster.
+    warm_up
+        Number of points buffered before the initial batch fit.
+    reg_covar
+        Added to the diagonal of every covariance, so they stay positive definite.
+    average_after
+        Number of points after which the reported parameters are the running average of the
+        iterates (Polyak averaging). ``None`` reports the last iterate.
+    n_init
+        Number of k-means++ starts on the warm-up buffer; the best log-likelihood wins.
+    init_max_iter
+        Maximum number of batch EM iterations on the warm-up buffer for each start.
+    seed
+        Random seed for the initialisation and re-seeding.
+
+    Attributes
+    ----------
+    weights_ : np.ndarray
+        Mixture weights, shape (n_components,).
+    means_ : np.ndarray
+        Component means, shape (n_components, n_features).
+    covariances_ : np.ndarray
+        Covariances in scikit-learn's shapes for the covariance type.
+    centers : dict
+        ``{component: {feature: mean}}``, as River's clusterers report them.
+    n_samples_seen : int
+        Points learned so far.
+
+    Examples
+    --------
+
+    Two processes, N(20, 5^2) and N(40, 5^2), in a shuffled stream, one point at a time:
+
+    >>> import random
+    >>> from online_em import OnlineGaussianMixture
+
+    >>> rng = random.Random(7)
+    >>> xs = [rng.gauss(20, 5) for _ in range(2000)] + [rng.gauss(40, 5) for _ in range(4000)]
+    >>> rng.shuffle(xs)
+
+    >>> model = OnlineGaussianMixture(n_components=2, seed=42)
+    >>> for x in xs:
+    ...     model.learn_one({"value": x})
+
+    >>> order = model.means_[:, 0].argsort()
+    >>> model.means_[order, 0].round(0).tolist()
+    [20.0, 40.0]
+    >>> model.weights_[order].round(1).tolist()
+    [0.3, 0.7]
+    >>> model.predict_one({"value": 15.0}) == int(order[0])
+    True
+    >>> proba = model.predict_proba_one({"value": 30.0})
+    >>> sorted(proba), round(sum(proba.values()), 6)
+    ([0, 1], 1.0)
+
+    References
+    ----------
+    [^1]: Cappé, O. and Moulines, E. (2009). On-line expectation-maximization algorithm for latent
+        data models. Journal of the Royal Statistical Society: Series B, 71(3), 593-613.
+    [^2]: Liang, P. and Klein, D. (2009). Online EM for unsupervised models. NAACL-HLT.
+    [^3]: Polyak, B. T. and Juditsky, A. B. (1992). Acceleration of stochastic approximation by
+        averaging. SIAM Journal on Control and Optimization, 30(4), 838-855.
+
+    """
+
+    def __init__(
+        self,
+        n_components: int = 2,
+        covariance_type: str = "full",
+        alpha: float = 0.6,
+        warm_up: int = 500,
+        reg_covar: float = 1e-6,
+        average_after: int | None = 2000,
+        n_init: int = 3,
+        init_max_iter: int = 20,
+        seed: int | None = None,
+    ):
+        if not isinstance(n_components, numbers.Integral) or n_components < 1:
+            raise ValueError(f"n_components must be a positive integer, got {n_components!r}")
+        check_covariance_type(covariance_type)
+        steps.check_alpha(alpha)
+        if not isinstance(warm_up, numbers.Integral) or warm_up < 1:
+            raise ValueError(f"warm_up must be a positive integer, got {warm_up!r}")
+        if not reg_covar >= 0:
+            raise ValueError(f"reg_covar must be non-negative, got {reg_covar!r}")
+        if average_after is not None and average_after < 0:
+            raise ValueError(f"average_after must be None or non-negative, got {average_after!r}")
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.alpha = alpha
+        self.warm_up = warm_up
+        self.reg_covar = reg_covar
+        self.average_after = average_after
+        self.n_init = n_init
+        self.init_max_iter = init_max_iter
+        self.seed = seed
+
+        self._rng = np.random.default_rng(seed)
+        self._features: list | None = None
+        self._buffer: list[list[float]] = []
+        self._stats: SufficientStatistics | None = None  # the iterate (running averages)
+        self._average: SufficientStatistics | None = None  # Polyak average of the iterates
+        self._n_averaged = 0
+        self._t = 0
+        self._n_reseeds = 0
+        self._params: MixtureParameters | None = None  # cache: parameters of the iterate
+        self._reported: MixtureParameters | None = None  # cache: parameters reported
+        # While set, the plain-Python engine holds the live state of runs of one-point calls.
+        self._engine: fastpath.DiagonalEngine | None = None
+
+    @classmethod
+    def _unit_test_params(cls):
+        yield {"n_components": 3, "seed": 42}
+        yield {"n_components": 2, "covariance_type": "diag", "warm_up": 20, "seed": 1}
+
+    # ------------------------------------------------------------------ input conversion
+
+    def _set_features(self, keys: typing.Iterable) -> None:
+        self._features = _sorted_features(keys)
+
+    def _row(self, x: dict) -> list[float]:
+        """The values of x in feature order, as floats; a clear error for a missing or extra key."""
+        features = self._features
+        try:
+            row = [float(x[f]) for f in features]
+        except KeyError as missing:
+            raise ValueError(f"feature {missing.args[0]!r} is missing from {x!r}") from None
+        except (TypeError, ValueError):
+            bad = {k: v for k, v in x.items() if not isinstance(v, numbers.Real)}
+            raise ValueError(f"features must be numbers, got {bad!r}") from None
+        if len(x) != len(features):
+            extra = [k for k in x if k not in set(features)]
+            raise ValueError(f"unknown feature {extra[0]!r}: the model knows {features!r}")
+        return row
+
+    def _matrix(self, X: typing.Any) -> tuple[np.ndarray, typing.Any]:
+        """A float matrix with columns in feature order, and the index of X if it has one."""
+        index = getattr(X, "index", None)
+        if hasattr(X, "columns"):  # a pandas DataFrame
+            columns = list(X.columns)
+            if self._features is None:
+                self._set_features(columns)
+            missing = [f for f in self._features if f not in set(columns)]
+            if missing:
+                raise ValueError(f"feature {missing[0]!r} is missing from the columns {columns!r}")
+            extra = [c for c in columns if c not in set(self._features)]
+            if extra:
+                raise ValueError(f"unknown feature {extra[0]!r}: the model knows {self._features!r}")
+            matrix = X[self._features].to_numpy(dtype=np.float64)
+        else:
+            matrix = np.asarray(X, dtype=np.float64)
+            if matrix.ndim == 1:
+                matrix = matrix[:, None]
+            if matrix.ndim != 2:
+                raise ValueError(f"expected a 2-D array of shape (n_samples, n_features), got {matrix.shape}")
+            if self._features is None:
+                self._features = list(range(matrix.shape[1]))
+            if matrix.shape[1] != len(self._features):
+                raise ValueError(
+                    f"expected {len(self._features)} features {self._features!r}, got {matrix.shape[1]}"
+                )
+        return matrix, index
+
+    @staticmethod
+    def _check_finite(matrix: np.ndarray) -> None:
+        if not np.isfinite(matrix).all():
+            row = int(np.argwhere(~np.isfinite(matrix))[0, 0])
+            raise ValueError(f"row {row} has a value that is not finite: {matrix[row].tolist()}")
+
+    # ------------------------------------------------------------------ learning
+
+    def learn_one(self, x: dict) -> None:
+        """Update the model with one point."""
+        if self._features is None:
+            self._set_features(x)
+        row = self._row(x)
+        if not all(map(math.isfinite, row)):
+            raise ValueError(f"features must be finite, got {x!r}")
+        engine = self._engine or self._start_engine()
+        if engine is None:
+            self._learn_matrix(np.array([row]))
+        elif not engine.learn(row):
+            self._sync()
+            self._repair(np.array([row]))
+
+    def _start_engine(self) -> fastpath.DiagonalEngine | None:
+        """Hand the state to the plain-Python engine when the model has a diagonal structure."""
+        if self._stats is None or not fastpath.supports(self.covariance_type, len(self._features)):
+            return None
+        self._engine = fastpath.DiagonalEngine(
+            self._stats, self._average, self._n_averaged, self._t,
+            self.alpha, self.reg_covar, self.average_after,
+        )
+        return self._engine
+
+    def _sync(self) -> None:
+        """Take the live state back from the plain-Python engine, as arrays."""
+        if self._engine is None:
+            return
+        self._stats, self._average, self._n_averaged, self._t = self._engine.export()
+        self._engine = None
+        self._params = self._stats.to_parameters(self.reg_covar)
+        self._reported = None
+
+    def learn_many(self, X: typing.Any) -> None:
+        """Update the model with a mini-batch: a pandas DataFrame or an (n, d) array.
+
+        The batch gets the combined step of as many single-point steps, so the result barely
+        depends on how a stream is chunked.
+        """
+        matrix, _ = self._matrix(X)
+        self._check_finite(matrix)
+        self._sync()
+        self._learn_matrix(matrix)
+
+    def learn_predict_one(self, x: dict) -> int:
+        """Predict the component of x, then learn x: the labeler's step."""
+        label = self.predict_one(x)
+        self.learn_one(x)
+        return label
+
+    def _learn_matrix(self, X: np.ndarray) -> None:
+        if len(X) == 0:
+            return
+        if self._stats is None:
+            needed = self.warm_up - len(self._buffer)
+            self._buffer.extend(X[:needed].tolist())
+            self._t += min(needed, len(X))
+            self._reported = None
+            if len(self._buffer) < self.warm_up:
+                return
+            self._initialise()
+            X = X[needed:]
+            if len(X) == 0:
+                return
+        self._update(X)
+
+    def _initialise(self) -> None:
+        buffer = np.array(self._buffer, dtype=np.float64)
+        stats = init.initial_statistics(
+            buffer,
+            self.n_components,
+            self.covariance_type,
+            self.reg_covar,
+            self._rng,
+            n_init=self.n_init,
+            max_iter=self.init_max_iter,
+        )
+        self._stats = stats.average()
+        self._buffer = []
+        self._params = self._stats.to_parameters(self.reg_covar)
+        self._reported = None
+        self._t = len(buffer)
+        self._repair(buffer)
+
+    def _update(self, X: np.ndarray) -> None:
+        """One stepwise-EM update with the batch X: E-step under the iterate, then blend."""
+        self.apply_statistics(self.expected_statistics(X), X)
+
+    def expected_statistics(self, X: np.ndarray) -> SufficientStatistics:
+        """E-step: the summed sufficient statistics of the rows of X under the current iterate.
+
+        They are additive, so the statistics of partitions can be computed anywhere (with
+        `parameters_for_e_step`) and merged before `apply_statistics`.
+        """
+        self._sync()
+        if self._stats is None:
+            raise ValueError("the model is not initialised yet: learn at least warm_up points first")
+        log_resp, _ = self._params.log_responsibilities(np.asarray(X, dtype=np.float64))
+        return SufficientStatistics.from_batch(X, np.exp(log_resp), self._stats.shift, self.covariance_type)
+
+    @property
+    def parameters_for_e_step(self) -> MixtureParameters:
+        """The current iterate's parameters, which E-steps use (a small picklable object)."""
+        self._sync()
+        if self._params is None:
+            raise ValueError("the model is not initialised yet: learn at least warm_up points first")
+        return self._params
+
+    def apply_statistics(self, batch: SufficientStatistics, X: np.ndarray | None = None) -> None:
+        """M-step: blend the summed statistics of `batch.count` points into the running ones,
+        with the combined step of that many points; then refresh the parameters.
+
+        X, when given, offers the points a collapsed component may be re-seeded on.
+        """
+        self._sync()
+        m = int(round(batch.count))
+        if m < 1:
+            return
+        self._stats.blend(batch, steps.batch_step(self._t, m, self.alpha))
+        self._t += m
+        self._params = self._stats.to_parameters(self.reg_covar)
+        self._accumulate_average(m)
+        self._reported = None
+        self._repair(X)
+
+    def _accumulate_average(self, m: int) -> None:
+        if self.average_after is None or self._t < self.average_after:
+            return
+        if self._average is None:
+            self._average = self._stats.copy()
+            self._n_averaged = m
+            return
+        self._n_averaged += m
+        share = m / self._n_averaged
+        average, stats = self._average, self._stats
+        average.s0 += share * (stats.s0 - average.s0)
+        average.s1 += share * (stats.s1 - average.s1)
+        average.s2 += share * (stats.s2 - average.s2)
+
+    def _repair(self, X: np.ndarray | None = None) -> None:
+        """Re-seed every component whose weight collapsed: on the worst-explained row of X, or
+        without data, one standard deviation away from the heaviest component's mean (a split)."""
+        stats = self._stats
+        weights = stats.s0 / stats.s0.sum()
+        dead = np.flatnonzero(~(weights >= COLLAPSE_WEIGHT))
+        for k in dead:
+            params = self._params
+            if X is not None and len(X):
+                point = X[int(np.argmin(params.log_responsibilities(X)[1]))]
+            else:
+                heaviest = int(np.argmax(params.weights))
+                sign = self._rng.choice([-1.0, 1.0], size=self.n_features_in)
+                point = params.means[heaviest] + sign * np.sqrt(params.variances()[heaviest])
+            self._reseed(int(k), point)
+        if len(dead):
+            self._reported = None
+
+    def _reseed(self, k: int, point: np.ndarray) -> None:
+        """Give component k a fresh start at `point`, with the average spread of the others."""
+        self._n_reseeds += 1
+        share = 1.0 / (10.0 * self.n_components)
+        params = self._params
+        alive = np.arange(self.n_components) != k
+        cov_type = self.covariance_type
+        if cov_type == "tied":
+            spread = None
+        else:
+            spread = np.average(params.covariances[alive], axis=0, weights=params.weights[alive] + 1e-300)
+        for stats in filter(None, (self._stats, self._average)):
+            total = stats.s0.sum()
+            stats.s0 *= 1.0 - share
+            stats.s1 *= 1.0 - share
+            d = point - stats.shift
+            mass = share * total
+            stats.s0[k] = mass
+            stats.s1[k] = mass * d
+            if cov_type == "full":
+                stats.s2 *= 1.0 - share
+                stats.s2[k] = mass * (spread + np.outer(d, d))
+            elif cov_type == "diag":
+                stats.s2 *= 1.0 - share
+                stats.s2[k] = mass * (spread + d * d)
+            elif cov_type == "spherical":
+                stats.s2 *= 1.0 - share
+                stats.s2[k] = mass * (spread * len(d) + d @ d)
+            # tied: s2 is the total scatter about the shift, independent of the responsibilities.
+        self._params = self._stats.to_parameters(self.reg_covar)
+
+    # ------------------------------------------------------------------ parameters
+
+    @property
+    def _parameters(self) -> MixtureParameters:
+        """The parameters reported and predicted with (the Polyak average once it has begun)."""
+        self._sync()
+        if self._reported is None:
+            if self._stats is None:
+                self._reported = self._provisional_parameters()
+            elif self._average is not None:
+                self._reported = self._average.to_parameters(self.reg_covar)
+            else:
+                self._reported = self._params
+        return self._reported
+
+    def _provisional_parameters(self) -> MixtureParameters:
+        """Before initialisation: every component is the same Gaussian fitted to the buffer."""
+        K = self.n_components
+        D = len(self._features) if self._features is not None else 0
+        if self._buffer:
+            buffer = np.array(self._buffer)
+            mean, var = buffer.mean(axis=0), buffer.var(axis=0) + self.reg_covar
+            if len(buffer) == 1:
+                var = np.ones(D)
+        else:
+            mean, var = np.zeros(D), np.ones(D)
+        cov = {
+            "full": np.broadcast_to(np.diag(var), (K, D, D)),
+            "tied": np.diag(var),
+            "diag": np.broadcast_to(var, (K, D)),
+            "spherical": np.full(K, var.mean() if D else 1.0),
+        }[self.covariance_type]
+        return MixtureParameters.from_covariances(
+            self.covariance_type, np.full(K, 1.0 / K), np.broadcast_to(mean, (K, D)), cov, mean
+        )
+
+    @property
+    def n_samples_seen(self) -> int:
+        return self._engine.t if self._engine is not None else self._t
+
+    @property
+    def is_initialised(self) -> bool:
+        return self._stats is not None
+
+    @property
+    def weights_(self) -> np.ndarray:
+        return self._parameters.weights.copy()
+
+    @property
+    def means_(self) -> np.ndarray:
+        return self._parameters.means.copy()
+
+    @property
+    def covariances_(self) -> np.ndarray:
+        return self._parameters.covariances.copy()
+
+    @property
+    def precisions_cholesky_(self) -> np.ndarray:
+        return self._parameters.precisions_cholesky.copy()
+
+    @property
+    def n_features_in(self) -> int:
+        return len(self._features or [])
+
+    @property
+    def feature_names_in_(self) -> list:
+        return list(self._features or [])
+
+    @property
+    def centers(self) -> dict[int, dict]:
+        means = self._parameters.means
+        features = self._features or []
+        return {k: dict(zip(features, map(float, means[k]))) for k in range(self.n_components)}
+
+    # ------------------------------------------------------------------ inference
+
+    def _weighted_log_prob_one(self, x: dict) -> np.ndarray:
+        if self._features is None:  # nothing learned yet: a standard normal in x's dimensions
+            return np.full(self.n_components, -0.5 * len(x) * math.log(2 * math.pi) - 0.5 * sum(
+                float(v) ** 2 for v in x.values()) - math.log(self.n_components))
+        if self._engine is not None:
+            return np.array(self._engine.weighted_log_probs(self._row(x)))
+        return self._parameters.weighted_log_prob(np.array([self._row(x)]))[0]
+
+    def predict_one(self, x: dict) -> int:
+        """The most probable component of x."""
+        if self._engine is not None:
+            return self._engine.predict(self._row(x))
+        return int(np.argmax(self._weighted_log_prob_one(x)))
+
+    def predict_proba_one(self, x: dict) -> dict[int, float]:
+        """The posterior probability of each component given x."""
+        wlp = self._weighted_log_prob_one(x)
+        proba = np.exp(wlp - wlp.max()) if np.isfinite(wlp.max()) else np.ones_like(wlp)
+        proba /= proba.sum()
+        return dict(enumerate(proba.tolist()))
+
+    def score_one(self, x: dict) -> float:
+        """The log density of x under the mixture."""
+        wlp = self._weighted_log_prob_one(x)
+        top = wlp.max()
+        if not np.isfinite(top):
+            return float(top)
+        return float(top + np.log(np.exp(wlp - top).sum()))
+
+    def _many(self, X: typing.Any) -> tuple[np.ndarray, np.ndarray, typing.Any]:
+        if self._features is None:
+            raise ValueError("the model has learned nothing yet, so it has no features to read")
+        matrix, index = self._matrix(X)
+        self._check_finite(matrix)
+        log_resp, log_norm = self._parameters.log_responsibilities(matrix)
+        return log_resp, log_norm, index
+
+    def predict_many(self, X: typing.Any):
+        """The most probable component of each row: a pandas Series for a DataFrame, else an array."""
+        log_resp, _, index = self._many(X)
+        labels = log_resp.argmax(axis=1)
+        return _like(labels, index)
+
+    def predict_proba_many(self, X: typing.Any):
+        """Posterior probabilities, one column per component."""
+        log_resp, _, index = self._many(X)
+        proba = np.exp(log_resp)
+        if index is None:
+            return proba
+        import pandas as pd
+
+        return pd.DataFrame(proba, index=index, columns=range(self.n_components))
+
+    def score_many(self, X: typing.Any):
+        """The log density of each row."""
+        _, log_norm, index = self._many(X)
+        return _like(log_norm, index)
+
+
+def _like(values: np.ndarray, index: typing.Any):
+    if index is None:
+        return values
+    import pandas as pd
+
+    return pd.Series(values, index=index)

@@ -1,0 +1,347 @@
+"""Sufficient statistics of a Gaussian mixture, and the parameters they determine.
+
+The statistics of component k over a set of points, given responsibilities r, are
+
+* ``s0[k] = sum r_k``                               (mass)
+* ``s1[k] = sum r_k (x - c)``                       (first moment)
+* ``s2[k] = sum r_k (x - c)(x - c)^T``              (``full``: a D x D matrix)
+  ``sum r_k (x - c)^2`` (``diag``: D values), ``sum r_k |x - c|^2`` (``spherical``: one value),
+  or ``sum_k`` of the full matrices (``tied``: one D x D matrix shared by every component).
+
+They are taken about a fixed *shift* c (for instance the warm-up mean), so that
+``s2/s0 - m m^T`` does not cancel catastrophically for data far from the origin. They are
+additive: the statistics of two disjoint sets of points are the sum of theirs, so partitions can
+be reduced in any grouping. Online EM keeps a running *average* of them and blends each batch in
+with a step size (`SufficientStatistics.blend`).
+
+>>> import numpy as np
+>>> X = np.array([[0.0], [1.0], [10.0], [11.0]])
+>>> resp = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+>>> stats = SufficientStatistics.from_batch(X, resp, shift=np.zeros(1), covariance_type="diag")
+>>> params = stats.to_parameters(reg_covar=0.0)
+>>> params.weights.tolist(), params.means.ravel().round(6).tolist(), params.covariances.ravel().round(6).tolist()
+([0.5, 0.5], [0.5, 10.5], [0.25, 0.25])
+
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+__all__ = ["COVARIANCE_TYPES", "SufficientStatistics", "MixtureParameters"]
+
+COVARIANCE_TYPES = ("full", "diag", "spherical", "tied")
+
+_LOG_2PI = float(np.log(2.0 * np.pi))
+# scikit-learn adds 10 * eps to every component's mass so that an empty component never divides by 0.
+_TINY_MASS = 10.0 * np.finfo(np.float64).eps
+# A component whose weight falls below this is dead: the model re-seeds it on a poorly explained point.
+COLLAPSE_WEIGHT = 1e-5
+
+
+def check_covariance_type(covariance_type: str) -> str:
+    if covariance_type not in COVARIANCE_TYPES:
+        raise ValueError(
+            f"covariance_type must be one of {', '.join(map(repr, COVARIANCE_TYPES))}, "
+            f"got {covariance_type!r}"
+        )
+    return covariance_type
+
+
+def second_moment_shape(covariance_type: str, n_components: int, n_features: int) -> tuple:
+    """The shape of ``s2`` for a covariance type."""
+    return {
+        "full": (n_components, n_features, n_features),
+        "diag": (n_components, n_features),
+        "spherical": (n_components,),
+        "tied": (n_features, n_features),
+    }[check_covariance_type(covariance_type)]
+
+
+@dataclasses.dataclass
+class SufficientStatistics:
+    """Per-component sufficient statistics (sums or averages) about a fixed shift.
+
+    Parameters
+    ----------
+    covariance_type
+        One of ``full``, ``diag``, ``spherical`` or ``tied``.
+    shift
+        The point c the moments are taken about, shape (D,).
+    s0
+        Mass of each component, shape (K,).
+    s1
+        First moments about the shift, shape (K, D).
+    s2
+        Second moments about the shift, shape given by `second_moment_shape`.
+    count
+        How many points the statistics summarise (sums), or 1.0 for running averages.
+
+    """
+
+    covariance_type: str
+    shift: np.ndarray
+    s0: np.ndarray
+    s1: np.ndarray
+    s2: np.ndarray
+    count: float = 0.0
+
+    @property
+    def n_components(self) -> int:
+        return self.s0.shape[0]
+
+    @property
+    def n_features(self) -> int:
+        return self.shift.shape[0]
+
+    @classmethod
+    def from_batch(
+        cls, X: np.ndarray, resp: np.ndarray, shift: np.ndarray, covariance_type: str
+    ) -> SufficientStatistics:
+        """The summed statistics of the rows of X with responsibilities resp (N x K)."""
+        check_covariance_type(covariance_type)
+        Xc = np.asarray(X, dtype=np.float64) - shift
+        s0 = resp.sum(axis=0)
+        s1 = resp.T @ Xc
+        if covariance_type == "full":
+            # (K, D, N) @ (N, D): one BLAS call per component, no Python loop over the batch.
+            s2 = np.matmul((resp.T[:, :, None] * Xc[None, :, :]).transpose(0, 2, 1), Xc)
+        elif covariance_type == "tied":
+            s2 = Xc.T @ Xc
+        elif covariance_type == "diag":
+            s2 = resp.T @ (Xc * Xc)
+        else:
+            s2 = resp.T @ np.einsum("nd,nd->n", Xc, Xc)
+        return cls(covariance_type, np.array(shift, dtype=np.float64), s0, s1, s2, float(len(Xc)))
+
+    def copy(self) -> SufficientStatistics:
+        return SufficientStatistics(
+            self.covariance_type,
+            self.shift.copy(),
+            self.s0.copy(),
+            self.s1.copy(),
+            self.s2.copy(),
+            self.count,
+        )
+
+    def _check_compatible(self, other: SufficientStatistics) -> None:
+        if self.covariance_type != other.covariance_type:
+            raise ValueError(
+                f"cannot combine {self.covariance_type!r} and {other.covariance_type!r} statistics"
+            )
+        if self.s1.shape != other.s1.shape:
+            raise ValueError(f"cannot combine statistics of shapes {self.s1.shape} and {other.s1.shape}")
+        if not np.array_equal(self.shift, other.shift):
+            raise ValueError("cannot combine statistics taken about different shifts")
+
+    def merge(self, other: SufficientStatistics) -> SufficientStatistics:
+        """The statistics of the union of two disjoint sets of points (sums add up).
+
+        >>> import numpy as np
+        >>> X = np.arange(6.0).reshape(3, 2)
+        >>> resp = np.full((3, 2), 0.5)
+        >>> shift = np.zeros(2)
+        >>> whole = SufficientStatistics.from_batch(X, resp, shift, "full")
+        >>> parts = SufficientStatistics.from_batch(X[:1], resp[:1], shift, "full").merge(
+        ...     SufficientStatistics.from_batch(X[1:], resp[1:], shift, "full"))
+        >>> bool(np.allclose(whole.s2, parts.s2)), parts.count
+        (True, 3.0)
+
+        """
+        self._check_compatible(other)
+        return SufficientStatistics(
+            self.covariance_type,
+            self.shift.copy(),
+            self.s0 + other.s0,
+            self.s1 + other.s1,
+            self.s2 + other.s2,
+            self.count + other.count,
+        )
+
+    __add__ = merge
+
+    def average(self) -> SufficientStatistics:
+        """Statistics per point (sums divided by the count)."""
+        n = self.count if self.count > 0 else 1.0
+        return SufficientStatistics(
+            self.covariance_type, self.shift.copy(), self.s0 / n, self.s1 / n, self.s2 / n, 1.0
+        )
+
+    def blend(self, batch: SufficientStatistics, step: float) -> None:
+        """In place: ``s <- (1 - step) * s + step * average(batch)``, the online-EM update."""
+        self._check_compatible(batch)
+        n = batch.count if batch.count > 0 else 1.0
+        keep, take = 1.0 - step, step / n
+        self.s0 *= keep
+        self.s0 += take * batch.s0
+        self.s1 *= keep
+        self.s1 += take * batch.s1
+        self.s2 *= keep
+        self.s2 += take * batch.s2
+
+    def to_parameters(self, reg_covar: float) -> MixtureParameters:
+        """Recover weights, means and covariances (plus `reg_covar`), and precision factors."""
+        s0 = self.s0 + _TINY_MASS
+        total = s0.sum()
+        weights = s0 / total
+        centred_means = self.s1 / s0[:, None]
+        D = self.n_features
+        if self.covariance_type == "full":
+            cov = self.s2 / s0[:, None, None] - centred_means[:, :, None] * centred_means[:, None, :]
+            cov = 0.5 * (cov + cov.transpose(0, 2, 1))
+            cov[:, np.arange(D), np.arange(D)] += reg_covar
+        elif self.covariance_type == "tied":
+            cov = (self.s2 - (self.s1.T * (1.0 / s0)) @ self.s1) / total
+            cov = 0.5 * (cov + cov.T)
+            cov[np.arange(D), np.arange(D)] += reg_covar
+        elif self.covariance_type == "diag":
+            cov = self.s2 / s0[:, None] - centred_means**2
+            cov = np.maximum(cov, 0.0) + reg_covar
+        else:
+            cov = self.s2 / s0 - np.einsum("kd,kd->k", centred_means, centred_means)
+            cov = np.maximum(cov / D, 0.0) + reg_covar
+        return MixtureParameters.from_covariances(
+            self.covariance_type, weights, centred_means + self.shift, cov, self.shift, reg_covar
+        )
+
+
+def _cholesky_full(cov: np.ndarray, reg_covar: float) -> np.ndarray:
+    """Lower Cholesky factors of a stack of covariances, repairing any that are not positive definite.
+
+    A matrix that fails (rounding, or a component that collapsed) has its eigenvalues clipped at
+    `reg_covar` rather than raising, so that the model always has usable parameters.
+    """
+    try:
+        return np.linalg.cholesky(cov)
+    except np.linalg.LinAlgError:
+        pass
+    stack = cov.reshape((-1,) + cov.shape[-2:])
+    chol = np.empty_like(stack)
+    floor = max(reg_covar, np.finfo(np.float64).tiny)
+    for k, matrix in enumerate(stack):
+        try:
+            chol[k] = np.linalg.cholesky(matrix)
+        except np.linalg.LinAlgError:
+            values, vectors = np.linalg.eigh(matrix)
+            scale = max(float(np.abs(values).max()), floor)
+            values = np.maximum(values, max(floor, scale * 1e-12))
+            repaired = (vectors * values) @ vectors.T
+            repaired = 0.5 * (repaired + repaired.T)
+            try:
+                chol[k] = np.linalg.cholesky(repaired)
+            except np.linalg.LinAlgError:
+                chol[k] = np.diag(np.sqrt(np.maximum(np.diag(repaired), floor)))
+    return chol.reshape(cov.shape)
+
+
+@dataclasses.dataclass
+class MixtureParameters:
+    """Weights, means and covariances of a Gaussian mixture, with the Cholesky factors of the
+    precisions that give fast log densities (as scikit-learn keeps them).
+
+    Covariance shapes follow scikit-learn: ``full`` (K, D, D), ``tied`` (D, D), ``diag`` (K, D),
+    ``spherical`` (K,). Densities are computed about `shift`, which only affects rounding.
+    """
+
+    covariance_type: str
+    weights: np.ndarray
+    means: np.ndarray
+    covariances: np.ndarray
+    precisions_cholesky: np.ndarray
+    log_det_precision_cholesky: np.ndarray
+    shift: np.ndarray
+
+    @classmethod
+    def from_covariances(
+        cls,
+        covariance_type: str,
+        weights: np.ndarray,
+        means: np.ndarray,
+        covariances: np.ndarray,
+        shift: np.ndarray | None = None,
+        reg_covar: float = 0.0,
+    ) -> MixtureParameters:
+        check_covariance_type(covariance_type)
+        means = np.asarray(means, dtype=np.float64)
+        shift = np.zeros(means.shape[1]) if shift is None else np.asarray(shift, dtype=np.float64)
+        covariances = np.asarray(covariances, dtype=np.float64)
+        if covariance_type in ("full", "tied"):
+            chol = _cholesky_full(covariances, reg_covar)
+            eye = np.broadcast_to(np.eye(means.shape[1]), chol.shape)
+            # precision = (L L^T)^-1 = L^-T L^-1, so its upper factor is L^-T.
+            prec_chol = np.swapaxes(np.linalg.solve(chol, eye), -1, -2)
+            log_det = np.log(np.diagonal(prec_chol, axis1=-2, axis2=-1)).sum(axis=-1)
+            if covariance_type == "full":
+                covariances = np.matmul(chol, np.swapaxes(chol, -1, -2))
+        else:
+            covariances = np.maximum(covariances, np.finfo(np.float64).tiny)
+            prec_chol = 1.0 / np.sqrt(covariances)
+            log_det = np.log(prec_chol)
+            if covariance_type == "diag":
+                log_det = log_det.sum(axis=1)
+            else:
+                log_det = means.shape[1] * log_det
+        return cls(
+            covariance_type,
+            np.asarray(weights, dtype=np.float64),
+            means,
+            covariances,
+            prec_chol,
+            log_det,
+            shift,
+        )
+
+    @property
+    def n_components(self) -> int:
+        return self.weights.shape[0]
+
+    @property
+    def n_features(self) -> int:
+        return self.means.shape[1]
+
+    def variances(self) -> np.ndarray:
+        """Each component's variance along each feature, shape (K, D)."""
+        K, D = self.means.shape
+        cov = self.covariances
+        if self.covariance_type == "full":
+            return np.diagonal(cov, axis1=1, axis2=2).copy()
+        if self.covariance_type == "tied":
+            return np.tile(np.diag(cov), (K, 1))
+        if self.covariance_type == "spherical":
+            return np.repeat(cov[:, None], D, axis=1)
+        return cov.copy()
+
+    def log_gaussian(self, X: np.ndarray) -> np.ndarray:
+        """log N(x_n; mu_k, Sigma_k) for every row and component, shape (N, K)."""
+        Xc = np.asarray(X, dtype=np.float64) - self.shift
+        mc = self.means - self.shift
+        P = self.precisions_cholesky
+        D = mc.shape[1]
+        if self.covariance_type == "full":
+            y = np.matmul(Xc[None, :, :], P) - np.matmul(mc[:, None, :], P)  # (K, N, D)
+            maha = np.einsum("knd,knd->nk", y, y)
+        elif self.covariance_type == "tied":
+            y = (Xc @ P)[:, None, :] - (mc @ P)[None, :, :]  # (N, K, D)
+            maha = np.einsum("nkd,nkd->nk", y, y)
+        elif self.covariance_type == "diag":
+            diff = Xc[:, None, :] - mc[None, :, :]
+            maha = np.einsum("nkd,kd->nk", diff * diff, P * P)
+        else:
+            diff = Xc[:, None, :] - mc[None, :, :]
+            maha = np.einsum("nkd,nkd->nk", diff, diff) * (P * P)
+        return -0.5 * (D * _LOG_2PI + maha) + self.log_det_precision_cholesky
+
+    def weighted_log_prob(self, X: np.ndarray) -> np.ndarray:
+        """log w_k + log N(x_n; mu_k, Sigma_k), shape (N, K)."""
+        with np.errstate(divide="ignore"):
+            return self.log_gaussian(X) + np.log(self.weights)
+
+    def log_responsibilities(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Log responsibilities (N, K) and log densities (N,), by log-sum-exp."""
+        wlp = self.weighted_log_prob(X)
+        top = wlp.max(axis=1, keepdims=True)
+        top = np.where(np.isfinite(top), top, 0.0)
+        log_norm = np.log(np.exp(wlp - top).sum(axis=1)) + top[:, 0]
+        return wlp - log_norm[:, None], log_norm

@@ -403,6 +403,21 @@ class OnlineGaussianMixture(base.Clusterer):
             # tied: s2 is the total scatter about the shift, independent of the responsibilities.
         self._params = self._stats.to_parameters(self.reg_covar)
 
+    # ------------------------------------------------------------------ persistence
+
+    def save(self, path) -> None:
+        """Write the model to `path` as versioned JSON, atomically (see `online_em.persistence`)."""
+        from . import persistence
+
+        persistence.save(self, path)
+
+    @classmethod
+    def load(cls, path) -> OnlineGaussianMixture:
+        """Read a model written by `save`; never unpickles."""
+        from . import persistence
+
+        return persistence.load(path)
+
     # ------------------------------------------------------------------ parameters
 
     @property

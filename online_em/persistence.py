@@ -1,0 +1,394 @@
+"""Saving and loading `OnlineGaussianMixture` models as versioned JSON.
+
+A model file is one JSON object (UTF-8), ``"format": "online-em/model"``, ``"version": 1``:
+
+``params``
+    The hyper-parameters (``n_components``, ``covariance_type``, ``alpha``, ``warm_up``,
+    ``reg_covar``, ``average_after``, ``n_init``, ``init_max_iter``, ``seed``).
+``features``
+    The feature names in the model's order (JSON strings or integers, kept as they are), or
+    ``null`` before the model has seen a point.
+``buffer``
+    The warm-up points not yet fitted (a list of rows), empty once the model is initialised.
+``stats``, ``average``
+    The running sufficient statistics and their Polyak average, ``null`` when absent; each an
+    object ``{"covariance_type", "shift", "s0", "s1", "s2", "count"}`` of nested lists
+    (see `online_em.stats.SufficientStatistics` for the shapes).
+``n_averaged``, ``t``, ``n_reseeds``
+    How many points the average covers, the step counter (points learned) and the number of
+    re-seeded components.
+``rng``
+    The state of the model's random generator (numpy's ``PCG64``).
+
+Floats are written with Python's shortest round-trip representation, so a loaded model is
+bit-for-bit the saved one and continues exactly as the uninterrupted model would. NaN and
+infinity are refused in both directions. `save` writes a temporary file in the destination folder
+and renames it over the destination, so a crash never leaves a half-written model. `load` never
+unpickles anything, and raises `StateFileError` (a `ValueError`) naming the problem for a file that
+is not valid JSON, truncated, of another format or version, or inconsistent.
+
+>>> import os, tempfile
+>>> from online_em import OnlineGaussianMixture
+>>> model = OnlineGaussianMixture(n_components=2, warm_up=10, seed=0)
+>>> for x in [1.0, 2.0, 1.5, 9.0, 10.0, 9.5, 1.2, 9.8, 2.2, 10.3, 1.1, 9.1]:
+...     model.learn_one({"x": x})
+>>> path = os.path.join(tempfile.mkdtemp(), "model.json")
+>>> save(model, path)
+>>> again = load(path)
+>>> bool((again.means_ == model.means_).all()), again.n_samples_seen, again.feature_names_in_
+(True, 12, ['x'])
+
+"""
+
+from __future__ import annotations
+
+import json
+import numbers
+import os
+import tempfile
+import typing
+
+import numpy as np
+
+from .stats import SufficientStatistics, check_covariance_type, second_moment_shape
+
+if typing.TYPE_CHECKING:  # pragma: no cover
+    from .model import OnlineGaussianMixture
+
+__all__ = ["FORMAT", "VERSION", "StateFileError", "save", "load", "to_dict", "from_dict", "dumps", "loads"]
+
+FORMAT = "online-em/model"
+VERSION = 1
+
+_PARAMS = (
+    "n_components", "covariance_type", "alpha", "warm_up", "reg_covar",
+    "average_after", "n_init", "init_max_iter", "seed",
+)
+
+
+class StateFileError(ValueError):
+    """A model file that cannot be loaded: not JSON, truncated, wrong format or version, or
+    inconsistent. The message names the problem (and the file, when there is one).
+
+    >>> loads('{"format": "online-em/model", "version": 99}')
+    Traceback (most recent call last):
+    ...
+    online_em.persistence.StateFileError: unsupported version 99 (this library reads version 1)
+
+    """
+
+
+# ---------------------------------------------------------------------- writing
+
+
+def _stats_dict(stats: SufficientStatistics | None) -> dict | None:
+    if stats is None:
+        return None
+    return {
+        "covariance_type": stats.covariance_type,
+        "shift": stats.shift.tolist(),
+        "s0": stats.s0.tolist(),
+        "s1": stats.s1.tolist(),
+        "s2": stats.s2.tolist(),
+        "count": float(stats.count),
+    }
+
+
+def _check_feature_name(name: typing.Any) -> None:
+    if isinstance(name, bool) or not isinstance(name, (str, int)):
+        raise ValueError(f"only str and int feature names can be saved, got {name!r}")
+
+
+def to_dict(model: OnlineGaussianMixture) -> dict:
+    """The model's complete state as a JSON-able dict (see the module's docstring).
+
+    >>> from online_em import OnlineGaussianMixture
+    >>> state = to_dict(OnlineGaussianMixture(n_components=3, seed=1))
+    >>> state["format"], state["version"], state["params"]["n_components"], state["stats"]
+    ('online-em/model', 1, 3, None)
+
+    """
+    model._sync()
+    params = model._get_params()
+    features = model._features
+    if features is not None:
+        for name in features:
+            _check_feature_name(name)
+        features = list(features)
+    rng_state = model._rng.bit_generator.state
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "params": {name: params[name] for name in _PARAMS},
+        "features": features,
+        "buffer": [[float(v) for v in row] for row in model._buffer],
+        "stats": _stats_dict(model._stats),
+        "average": _stats_dict(model._average),
+        "n_averaged": int(model._n_averaged),
+        "t": int(model._t),
+        "n_reseeds": int(model._n_reseeds),
+        "rng": rng_state,
+    }
+
+
+def dumps(model: OnlineGaussianMixture) -> str:
+    """The model as a JSON document (``allow_nan=False``: a non-finite value is an error)."""
+    try:
+        return json.dumps(to_dict(model), allow_nan=False, indent=1) + "\n"
+    except ValueError as error:
+        raise ValueError(f"the model cannot be saved: {error}") from None
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def save(model: OnlineGaussianMixture, path: str | os.PathLike) -> None:
+    """Write the model to `path` atomically: a temporary file in the same folder, flushed to
+    disk, then renamed over `path`. An existing file keeps its permissions.
+    """
+    text = dumps(model).encode("utf-8")
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        mode = os.stat(path).st_mode & 0o7777
+    except FileNotFoundError:
+        mode = 0o666 & ~_current_umask()
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    try:  # make the rename itself durable (best effort: not every platform opens folders)
+        dir_fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
+
+
+# ---------------------------------------------------------------------- reading
+
+
+def _reject_constant(name: str) -> typing.NoReturn:
+    raise StateFileError(f"the file contains {name}, but a model file holds finite numbers only")
+
+
+def _is_number(value: typing.Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _nested_numbers(value: typing.Any, depth: int, where: str) -> None:
+    if depth == 0:
+        if not _is_number(value):
+            raise StateFileError(f"{where}: expected a number, got {value!r}")
+        return
+    if not isinstance(value, list):
+        raise StateFileError(f"{where}: expected a list, got {type(value).__name__}")
+    for item in value:
+        _nested_numbers(item, depth - 1, where)
+
+
+def _array(value: typing.Any, shape: tuple, where: str) -> np.ndarray:
+    """A float array of exactly `shape` from nested lists, or a StateFileError."""
+    _nested_numbers(value, len(shape), where)
+    try:
+        array = np.array(value, dtype=np.float64)
+    except (ValueError, OverflowError) as error:
+        raise StateFileError(f"{where}: not a regular array ({error})") from None
+    if array.shape != shape:
+        raise StateFileError(f"{where}: expected shape {shape}, got {array.shape}")
+    if not np.isfinite(array).all():
+        raise StateFileError(f"{where}: values must be finite")
+    return array
+
+
+def _integer(state: dict, key: str, minimum: int = 0) -> int:
+    value = state.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise StateFileError(f"{key!r}: expected an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def _statistics(value: typing.Any, key: str, covariance_type: str, K: int, D: int) -> SufficientStatistics | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise StateFileError(f"{key!r}: expected an object or null, got {type(value).__name__}")
+    expected = {"covariance_type", "shift", "s0", "s1", "s2", "count"}
+    if set(value) != expected:
+        raise StateFileError(f"{key!r}: expected the fields {sorted(expected)}, got {sorted(value)}")
+    if value["covariance_type"] != covariance_type:
+        raise StateFileError(
+            f"{key!r}: covariance_type {value['covariance_type']!r} differs from the model's {covariance_type!r}"
+        )
+    s2_shape = second_moment_shape(covariance_type, K, D)
+    count = value["count"]
+    if not _is_number(count) or not np.isfinite(count) or count < 0:
+        raise StateFileError(f"{key}.count: expected a non-negative number, got {count!r}")
+    s0 = _array(value["s0"], (K,), f"{key}.s0")
+    if (s0 < 0).any():
+        raise StateFileError(f"{key}.s0: masses must be non-negative")
+    return SufficientStatistics(
+        covariance_type,
+        _array(value["shift"], (D,), f"{key}.shift"),
+        s0,
+        _array(value["s1"], (K, D), f"{key}.s1"),
+        _array(value["s2"], s2_shape, f"{key}.s2"),
+        float(count),
+    )
+
+
+def from_dict(state: typing.Any) -> OnlineGaussianMixture:
+    """Rebuild a model from `to_dict`'s output, checking every field; StateFileError otherwise.
+
+    >>> from online_em import OnlineGaussianMixture
+    >>> from_dict(to_dict(OnlineGaussianMixture(n_components=3))).n_components
+    3
+    >>> from_dict({"format": "something/else", "version": 1})
+    Traceback (most recent call last):
+    ...
+    online_em.persistence.StateFileError: not an online-em model file (format 'something/else')
+
+    """
+    from .model import OnlineGaussianMixture
+
+    if not isinstance(state, dict):
+        raise StateFileError(f"expected a JSON object at the top level, got {type(state).__name__}")
+    if state.get("format") != FORMAT:
+        raise StateFileError(f"not an online-em model file (format {state.get('format')!r})")
+    version = state.get("version")
+    if version != VERSION:
+        raise StateFileError(f"unsupported version {version!r} (this library reads version {VERSION})")
+    expected = {"format", "version", "params", "features", "buffer", "stats", "average",
+                "n_averaged", "t", "n_reseeds", "rng"}
+    missing = sorted(expected - set(state))
+    if missing:
+        raise StateFileError(f"missing field(s) {', '.join(map(repr, missing))}")
+    unknown = sorted(set(state) - expected)
+    if unknown:
+        raise StateFileError(f"unknown field(s) {', '.join(map(repr, unknown))}")
+
+    params = state["params"]
+    if not isinstance(params, dict) or set(params) != set(_PARAMS):
+        got = sorted(params) if isinstance(params, dict) else type(params).__name__
+        raise StateFileError(f"'params': expected the hyper-parameters {sorted(_PARAMS)}, got {got}")
+    for name, value in params.items():
+        if isinstance(value, bool) or not (value is None or isinstance(value, (int, float, str))):
+            raise StateFileError(f"params.{name}: unexpected value {value!r}")
+    try:
+        check_covariance_type(params["covariance_type"])
+        model = OnlineGaussianMixture(**params)
+    except (TypeError, ValueError) as error:
+        raise StateFileError(f"'params': {error}") from None
+    K, cov_type = model.n_components, model.covariance_type
+
+    features = state["features"]
+    if features is not None:
+        if not isinstance(features, list) or not features:
+            raise StateFileError(f"'features': expected a non-empty list or null, got {features!r}")
+        for name in features:
+            if isinstance(name, bool) or not isinstance(name, (str, int)):
+                raise StateFileError(f"'features': names must be strings or integers, got {name!r}")
+        if len(set(features)) != len(features):
+            raise StateFileError(f"'features': duplicated names in {features!r}")
+    D = len(features) if features is not None else 0
+
+    buffer = state["buffer"]
+    if not isinstance(buffer, list):
+        raise StateFileError(f"'buffer': expected a list, got {type(buffer).__name__}")
+    buffer_array = _array(buffer, (len(buffer), D), "buffer") if buffer else None
+
+    stats = _statistics(state["stats"], "stats", cov_type, K, D)
+    average = _statistics(state["average"], "average", cov_type, K, D)
+    t = _integer(state, "t")
+    n_averaged = _integer(state, "n_averaged")
+    n_reseeds = _integer(state, "n_reseeds")
+    if stats is None:
+        if features is None and (buffer or t):
+            raise StateFileError("'features' is null but the model has learned points")
+        if average is not None:
+            raise StateFileError("'average' is set but 'stats' is null")
+        if len(buffer) != t or len(buffer) >= model.warm_up:
+            raise StateFileError(
+                f"'buffer': {len(buffer)} warm-up point(s) for t={t} and warm_up={model.warm_up}"
+            )
+    elif buffer:
+        raise StateFileError("'buffer' must be empty once the model is initialised ('stats' is set)")
+    if stats is not None and features is None:
+        raise StateFileError("'stats' is set but 'features' is null")
+
+    rng_state = state["rng"]
+    if not isinstance(rng_state, dict) or rng_state.get("bit_generator") != "PCG64":
+        got = rng_state.get("bit_generator") if isinstance(rng_state, dict) else rng_state
+        raise StateFileError(f"'rng': expected a PCG64 generator state, got {got!r}")
+    rng = np.random.default_rng()
+    try:
+        rng.bit_generator.state = rng_state
+    except (TypeError, ValueError, KeyError, OverflowError) as error:
+        raise StateFileError(f"'rng': invalid generator state ({error!r})") from None
+
+    model._features = list(features) if features is not None else None
+    model._buffer = buffer_array.tolist() if buffer_array is not None else []
+    model._stats = stats
+    model._average = average
+    model._n_averaged = n_averaged
+    model._t = t
+    model._n_reseeds = n_reseeds
+    model._rng = rng
+    model._params = stats.to_parameters(model.reg_covar) if stats is not None else None
+    model._reported = None
+    model._engine = None
+    return model
+
+
+def loads(text: str | bytes) -> OnlineGaussianMixture:
+    """Rebuild a model from the JSON text `dumps` wrote (StateFileError for anything else).
+
+    >>> loads('{"format": "online-em/model", "version": 1, "params": {')  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    online_em.persistence.StateFileError: not valid JSON, or truncated: ... line 1 column 56 (char 55)
+
+    """
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise StateFileError(f"not UTF-8 text ({error.reason} at byte {error.start})") from None
+    if not text.strip():
+        raise StateFileError("the file is empty")
+    try:
+        state = json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as error:
+        raise StateFileError(f"not valid JSON, or truncated: {error}") from None
+    except RecursionError:
+        raise StateFileError("not a model file: nested too deeply") from None
+    return from_dict(state)
+
+
+def load(path: str | os.PathLike) -> OnlineGaussianMixture:
+    """Read a model that `save` wrote. OSError if the file cannot be read; StateFileError, with
+    the file's name, if it is not a valid model file. The file is never modified."""
+    path = os.fspath(path)
+    with open(path, "rb") as handle:
+        data = handle.read()
+    try:
+        return loads(data)
+    except StateFileError as error:
+        raise StateFileError(f"{path}: {error}") from None

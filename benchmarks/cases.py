@@ -1,0 +1,232 @@
+"""Data, reference implementations and machine description for `benchmarks/run.py`.
+
+Everything here is independent of the model's internals, so that the numbers it produces stay a
+fair yardstick while the model changes: the synthetic mixtures are drawn with numpy from a seed,
+and the "numpy limit" is our own bare vectorised E-step (one GEMM for every component at once),
+not the model's.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from importlib import metadata
+
+import numpy as np
+
+LOG_2PI = math.log(2.0 * math.pi)
+
+
+# ---------------------------------------------------------------------------------- data
+
+
+class Mixture:
+    """A random Gaussian mixture with well separated (but not trivially so) components."""
+
+    def __init__(self, n_features: int, n_components: int, covariance_type: str, seed: int):
+        rng = np.random.default_rng(seed)
+        D, K = n_features, n_components
+        self.covariance_type = covariance_type
+        self.weights = rng.uniform(1.0, 2.0, K)
+        self.weights /= self.weights.sum()
+        # Means ~ N(0, 4^2 I): pairwise distances ~ 4 sqrt(2D), against spreads of about 1.
+        self.means = rng.normal(0.0, 4.0, (K, D))
+        if covariance_type == "full":
+            A = rng.normal(0.0, 1.0, (K, D, D)) / math.sqrt(D)
+            self.covariances = A @ A.transpose(0, 2, 1) + 0.3 * np.eye(D)
+            self._factors = np.linalg.cholesky(self.covariances)
+        else:
+            self.covariances = rng.uniform(0.3, 2.0, (K, D))
+            self._factors = None
+
+    def sample(self, n: int, seed: int) -> np.ndarray:
+        rng = np.random.default_rng(seed)
+        labels = rng.choice(len(self.weights), size=n, p=self.weights)
+        Z = rng.normal(0.0, 1.0, (n, self.means.shape[1]))
+        if self._factors is not None:
+            X = np.einsum("nij,nj->ni", self._factors[labels], Z)
+        else:
+            X = Z * np.sqrt(self.covariances[labels])
+        return X + self.means[labels]
+
+
+def tutorial_stream(scale: float, seed: int) -> np.ndarray:
+    """The tutorial's stream times `scale`: N(20, 5^2) x 4,000 s and N(40, 5^2) x 8,000 s, shuffled,
+    as an (n, 1) array."""
+    rng = np.random.default_rng(seed)
+    a, b = int(round(4000 * scale)), int(round(8000 * scale))
+    x = np.concatenate([rng.normal(20.0, 5.0, a), rng.normal(40.0, 5.0, b)])
+    rng.shuffle(x)
+    return x[:, None]
+
+
+def as_dicts(X: np.ndarray) -> list[dict]:
+    names = [f"x{j}" for j in range(X.shape[1])]
+    return [dict(zip(names, row)) for row in X.tolist()]
+
+
+def batches(X: np.ndarray, size: int) -> list[np.ndarray]:
+    return [X[i : i + size] for i in range(0, len(X), size)]
+
+
+# ---------------------------------------------------------------------------------- the limit
+
+
+class BareEStep:
+    """Responsibilities under fixed parameters, as fast as plain numpy gets them.
+
+    Full covariances: one GEMM ``X @ [P_1 ... P_K]`` (N x K D) gives every component's whitened
+    points at once; diagonal: the expansion ``x^2 . p - 2 x . (mu p) + mu^2 . p`` as two GEMMs.
+    Then log-sum-exp and ``exp``. Built from the model's `MixtureParameters` (or anything with
+    the same fields).
+    """
+
+    def __init__(self, params):
+        self.kind = params.covariance_type
+        shift = np.asarray(params.shift, dtype=np.float64)
+        mc = np.asarray(params.means, dtype=np.float64) - shift
+        K, D = mc.shape
+        self.shift, self.K, self.D = shift, K, D
+        P = np.asarray(params.precisions_cholesky, dtype=np.float64)
+        const = np.log(params.weights) + params.log_det_precision_cholesky - 0.5 * D * LOG_2PI
+        if self.kind == "full":
+            self.W = np.ascontiguousarray(P.transpose(1, 0, 2).reshape(D, K * D))  # (D, K D)
+            self.b = np.einsum("kd,kde->ke", mc, P).reshape(K * D)
+            self.const = const
+        elif self.kind == "diag":
+            prec = P * P  # (K, D)
+            self.A = np.ascontiguousarray(prec.T)  # (D, K)
+            self.B = np.ascontiguousarray((-2.0 * mc * prec).T)  # (D, K)
+            self.const = const - 0.5 * (mc * mc * prec).sum(axis=1)
+        else:
+            raise ValueError(f"no bare E-step for {self.kind!r}")
+
+    def weighted_log_prob(self, X: np.ndarray) -> np.ndarray:
+        Xc = X - self.shift
+        if self.kind == "full":
+            Y = Xc @ self.W
+            Y -= self.b
+            Y *= Y
+            maha = Y.reshape(len(Xc), self.K, self.D).sum(axis=2)
+        else:
+            maha = (Xc * Xc) @ self.A + Xc @ self.B
+        return self.const - 0.5 * maha
+
+    def responsibilities(self, X: np.ndarray) -> np.ndarray:
+        wlp = self.weighted_log_prob(X)
+        top = wlp.max(axis=1, keepdims=True)
+        wlp -= top
+        np.exp(wlp, out=wlp)
+        wlp /= wlp.sum(axis=1, keepdims=True)
+        return wlp
+
+
+# ---------------------------------------------------------------------------------- timing
+
+
+def interleave(sides: dict, repeats: int) -> dict[str, list[float]]:
+    """Run each side's timer once per round, in turn (A, B, A, B, ...); each returns seconds."""
+    import gc
+
+    times: dict[str, list[float]] = {name: [] for name in sides}
+    for _ in range(repeats):
+        for name, run in sides.items():
+            gc.collect()
+            times[name].append(run())
+    return times
+
+
+def median(values) -> float:
+    values = sorted(values)
+    n = len(values)
+    return values[n // 2] if n % 2 else 0.5 * (values[n // 2 - 1] + values[n // 2])
+
+
+def clock() -> float:
+    return time.perf_counter()
+
+
+# ---------------------------------------------------------------------------------- machine
+
+
+def _version(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _memory() -> str:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal"):
+                    return f"{int(line.split()[1]) / 2**20:.1f} GiB"
+    except OSError:
+        pass
+    return "unknown"
+
+
+def _blas() -> list[str]:
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return ["threadpoolctl not installed"]
+    out = []
+    for pool in threadpool_info():
+        bits = [pool.get("internal_api", "?"), pool.get("version") or "?"]
+        if pool.get("architecture"):
+            bits.append(f"kernel {pool['architecture']}")
+        bits.append(f"{pool.get('num_threads')} threads")
+        out.append(" ".join(str(b) for b in bits) + f" ({os.path.basename(pool.get('filepath', ''))})")
+    return out
+
+
+def _git_revision() -> str:
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here,
+                             capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return rev + (" (with uncommitted changes)" if dirty else "") if rev else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def machine_description() -> list[str]:
+    """Markdown bullet lines describing the machine and the software measured."""
+    import numpy  # noqa: F401  (loads BLAS so threadpoolctl sees it)
+
+    try:
+        affinity = len(os.sched_getaffinity(0))
+    except AttributeError:
+        affinity = os.cpu_count()
+    env = {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS",
+                                      "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS") if k in os.environ}
+    lines = [
+        f"- CPU: {_cpu_model()}, {os.cpu_count()} logical cores ({affinity} usable), {_memory()} RAM",
+        f"- OS: {platform.system()} {platform.release()}; Python {platform.python_version()} ({sys.executable})",
+        "- Packages: " + ", ".join(f"{p} {_version(p)}" for p in
+                                   ("online-em", "numpy", "river", "scikit-learn", "matplotlib")),
+        "- BLAS: " + "; ".join(_blas()),
+        "- BLAS environment: " + (", ".join(f"{k}={v}" for k, v in env.items()) or "none of OPENBLAS_CORETYPE, "
+                                  "OPENBLAS_L2_SIZE, *_NUM_THREADS set"),
+        f"- online_em revision: {_git_revision()}",
+    ]
+    return lines

@@ -1,0 +1,36 @@
+"""Smoke test of the benchmark harness: `python benchmarks/run.py --quick` runs and prints tables.
+
+No assertion is made on any timing: the quick sizes are far too small for the numbers to mean
+anything, and CI machines are shared.
+"""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RUN = os.path.join(ROOT, "benchmarks", "run.py")
+
+pytest.importorskip("sklearn")
+
+
+def test_quick_run_prints_a_markdown_table(tmp_path):
+    output = tmp_path / "results.md"
+    proc = subprocess.run(
+        [sys.executable, RUN, "--quick", "--output", str(output), "--plot", str(tmp_path / "scaling.png")],
+        capture_output=True, text=True, timeout=240, cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    assert "## Summary" in out
+    assert "| comparison | case | ours | reference | ratio | target |" in out
+    assert "|---|" in out
+    for comparison in ("1. per point", "2. mini-batch", "3. the limit", "4. CLI", "5. memory"):
+        assert f"| {comparison} |" in out, comparison
+    assert "## 6. Scaling in K and D" in out
+    assert "CPU:" in out
+    written = output.read_text()
+    assert written.startswith("# online_em benchmarks")
+    assert "## Summary" in written

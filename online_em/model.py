@@ -153,6 +153,8 @@ class OnlineGaussianMixture(base.Clusterer):
         self._reported: MixtureParameters | None = None  # cache: parameters reported
         # While set, the plain-Python engine holds the live state of runs of one-point calls.
         self._engine: fastpath.DiagonalEngine | None = None
+        # Provisional fits used during the warm-up, by buffer length; derivable from the buffer.
+        self._provisional_cache: dict[int, MixtureParameters] = {}
 
     @classmethod
     def _unit_test_params(cls):
@@ -292,8 +294,13 @@ class OnlineGaussianMixture(base.Clusterer):
             n_init=self.n_init,
             max_iter=self.init_max_iter,
         )
+        checkpoint = self._provisional_checkpoint()
+        if checkpoint:  # keep the labels handed out during the warm-up
+            provisional = self._provisional_parameters()
+            stats = _permuted(stats, _match_components(provisional.means, stats.to_parameters(self.reg_covar).means, buffer))
         self._stats = stats.average()
         self._buffer = []
+        self._provisional_cache = {}
         self._params = self._stats.to_parameters(self.reg_covar)
         self._reported = None
         self._t = len(buffer)
@@ -434,7 +441,11 @@ class OnlineGaussianMixture(base.Clusterer):
         return self._reported
 
     def _provisional_parameters(self) -> MixtureParameters:
-        """Before initialisation: every component is the same Gaussian fitted to the buffer."""
+        """Before initialisation: a quick fit of the buffer so far, refreshed each time the buffer
+        doubles; with too few points, every component is one Gaussian fitted to the buffer."""
+        checkpoint = self._provisional_checkpoint()
+        if checkpoint:
+            return self._fit_buffer(checkpoint)
         K = self.n_components
         D = len(self._features) if self._features is not None else 0
         if self._buffer:
@@ -453,6 +464,31 @@ class OnlineGaussianMixture(base.Clusterer):
         return MixtureParameters.from_covariances(
             self.covariance_type, np.full(K, 1.0 / K), np.broadcast_to(mean, (K, D)), cov, mean
         )
+
+    def _provisional_checkpoint(self) -> int:
+        """The buffer length of the latest provisional fit: 4K, 8K, 16K, ... points (0: none)."""
+        first = 4 * self.n_components
+        n = len(self._buffer)
+        if n < first:
+            return 0
+        return first * 2 ** int(math.floor(math.log2(n / first)))
+
+    def _fit_buffer(self, n: int) -> MixtureParameters:
+        """A quick fit of the first n buffered points, its labels matched to the fit of the first
+        n/2: a pure function of the buffer and the seed, cached."""
+        cache = self._provisional_cache
+        if n in cache:
+            return cache[n]
+        rng = np.random.default_rng(None if self.seed is None else [self.seed, n])
+        X = np.array(self._buffer[:n])
+        stats = init.initial_statistics(
+            X, self.n_components, self.covariance_type, self.reg_covar, rng, n_init=1, max_iter=5
+        )
+        if n > 4 * self.n_components:
+            previous = self._fit_buffer(n // 2)
+            stats = _permuted(stats, _match_components(previous.means, stats.to_parameters(self.reg_covar).means, X))
+        cache[n] = stats.to_parameters(self.reg_covar)
+        return cache[n]
 
     @property
     def n_samples_seen(self) -> int:
@@ -551,6 +587,27 @@ class OnlineGaussianMixture(base.Clusterer):
         """The log density of each row."""
         _, log_norm, index = self._many(X)
         return _like(log_norm, index)
+
+
+def _match_components(reference: np.ndarray, means: np.ndarray, X: np.ndarray) -> np.ndarray:
+    """order[i] = the component of `means` that takes label i, matched greedily to `reference`
+    by distance in units of the data's spread."""
+    scale = X.std(axis=0) + 1e-300
+    d2 = (((reference[:, None, :] - means[None, :, :]) / scale) ** 2).sum(axis=2)
+    order = np.full(len(reference), -1)
+    for _ in range(len(reference)):
+        i, j = np.unravel_index(np.argmin(d2), d2.shape)
+        order[i] = j
+        d2[i, :] = np.inf
+        d2[:, j] = np.inf
+    return order
+
+
+def _permuted(stats: SufficientStatistics, order: np.ndarray) -> SufficientStatistics:
+    s2 = stats.s2 if stats.covariance_type == "tied" else stats.s2[order]
+    return SufficientStatistics(
+        stats.covariance_type, stats.shift, stats.s0[order], stats.s1[order], s2, stats.count
+    )
 
 
 def _like(values: np.ndarray, index: typing.Any):

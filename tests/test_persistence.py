@@ -44,9 +44,9 @@ def _learn_one(model, X):
 
 
 @pytest.mark.parametrize("cov", COVARIANCE_TYPES)
-@pytest.mark.parametrize("split", [50, 1500])  # during the warm-up, and after averaging began
+@pytest.mark.parametrize("split", [50, 1000])  # during the warm-up, and after averaging began
 def test_two_halves_with_save_and_load_equal_one_run_learn_one(tmp_path, cov, split):
-    X = _stream(2000)
+    X = _stream(1400)
     whole = _model(cov)
     _learn_one(whole, X)
 

@@ -1,0 +1,208 @@
+"""The model as a River clusterer: River's own checks, pipelines, metrics, and dict handling."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import pickle
+
+import numpy as np
+import pytest
+from river import checks, compose, datasets, evaluate, metrics, preprocessing, stream
+from river.checks import common
+
+from online_em import OnlineGaussianMixture
+
+from .datagen import blob_dicts
+
+
+def trump_stream(n=200):
+    return [(x, y) for x, y in datasets.TrumpApproval().take(n)]
+
+
+def test_river_check_estimator():
+    checks.check_estimator(OnlineGaussianMixture(seed=42))
+
+
+@pytest.mark.parametrize(
+    "check",
+    [
+        common.check_learn_one,
+        common.check_pickling,
+        common.check_shuffle_features_no_impact,
+        common.check_no_state_aliasing_with_input,
+        common.check_clone_is_independent,
+        common.check_seeding_is_idempotent,
+    ],
+    ids=lambda check: check.__name__,
+)
+@pytest.mark.parametrize("covariance_type", ["full", "diag"])
+def test_river_data_checks(check, covariance_type):
+    model = OnlineGaussianMixture(n_components=3, covariance_type=covariance_type, warm_up=50, seed=42)
+    check(model, trump_stream())
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag"])
+def test_no_state_aliasing_once_initialised(covariance_type):
+    """River's aliasing check stops after one point; run it on a model past its warm-up too."""
+    data = trump_stream()
+    model = OnlineGaussianMixture(n_components=3, covariance_type=covariance_type, warm_up=50, seed=42)
+    for x, _ in data[:100]:
+        model.learn_one(x)
+    assert model.is_initialised
+    common.check_no_state_aliasing_with_input(model, data[100:])
+
+
+def test_bounded_memory_growth_over_2000_points():
+    xs, _ = blob_dicts(2000, seed=3)
+    model = OnlineGaussianMixture(n_components=3, warm_up=200, seed=0)
+    common.check_bounded_memory_growth(model, [(x, None) for x in xs])
+    assert model.n_samples_seen == 2000
+
+
+def test_cold_start_gives_valid_predictions():
+    model = OnlineGaussianMixture(n_components=3, seed=0)
+    x = {"a": 1.0, "b": -2.0}
+    assert model.predict_one(x) in range(3)
+    proba = model.predict_proba_one(x)
+    assert sorted(proba) == [0, 1, 2] and sum(proba.values()) == pytest.approx(1.0)
+    assert np.isfinite(model.score_one(x))
+    # During the warm-up, too, and predictions do not mutate the input.
+    for i in range(10):
+        model.learn_one({"a": float(i), "b": float(-i)})
+        before = dict(x)
+        assert model.predict_one(x) in range(3)
+        assert sum(model.predict_proba_one(x).values()) == pytest.approx(1.0)
+        assert np.isfinite(model.score_one(x))
+        assert x == before
+    assert not model.is_initialised
+
+
+def test_inference_does_not_mutate_input_after_learning():
+    xs, _ = blob_dicts(700, seed=1)
+    model = OnlineGaussianMixture(n_components=3, seed=0)
+    for x in xs:
+        model.learn_one(x)
+        snapshot = copy.deepcopy(x)
+        model.predict_one(x), model.predict_proba_one(x), model.score_one(x)
+        assert x == snapshot
+
+
+def test_pipeline_with_standard_scaler_ari_above_0_9():
+    xs, ys = blob_dicts(5000, seed=7)
+    model = preprocessing.StandardScaler() | OnlineGaussianMixture(n_components=3, seed=1)
+    ari = metrics.AdjustedRand()
+    for x, y in zip(xs, ys):
+        ari.update(y, model.predict_one(x))  # test, then train
+        model.learn_one(x)
+    assert ari.get() > 0.9
+
+
+def test_progressive_val_score_with_silhouette():
+    xs, ys = blob_dicts(1500, seed=2)
+    model = OnlineGaussianMixture(n_components=3, seed=0)
+    result = evaluate.progressive_val_score(
+        dataset=zip(xs, ys), model=model, metric=metrics.Silhouette()
+    )
+    assert 0.0 < result.get() < 0.5  # silhouette here is a ratio of distances: small is good
+    assert set(model.centers) == {0, 1, 2}
+    assert set(model.centers[0]) == {"f0", "f1", "f2"}
+
+
+def test_key_order_changes_nothing():
+    xs, _ = blob_dicts(800, seed=4)
+    a, b = OnlineGaussianMixture(n_components=3, seed=5), OnlineGaussianMixture(n_components=3, seed=5)
+    for x in xs:
+        a.learn_one(x)
+        b.learn_one(dict(reversed(list(x.items()))))
+    np.testing.assert_array_equal(a.means_, b.means_)
+    assert a.feature_names_in_ == ["f0", "f1", "f2"]
+
+
+def test_missing_and_unknown_keys_are_named():
+    model = OnlineGaussianMixture(warm_up=5, seed=0)
+    for i in range(10):
+        model.learn_one({"x": float(i), "y": float(i % 3)})
+    with pytest.raises(ValueError, match="'y' is missing"):
+        model.predict_one({"x": 1.0})
+    with pytest.raises(ValueError, match="unknown feature 'z'"):
+        model.learn_one({"x": 1.0, "y": 2.0, "z": 3.0})
+    with pytest.raises(ValueError, match="finite"):
+        model.learn_one({"x": float("nan"), "y": 2.0})
+
+
+def test_learn_many_accepts_dataframes_and_arrays():
+    pd = pytest.importorskip("pandas")
+    xs, _ = blob_dicts(1200, seed=6)
+    frame = pd.DataFrame(xs)[["f2", "f0", "f1"]]  # column order does not matter
+    model = OnlineGaussianMixture(n_components=3, seed=0)
+    model.learn_many(frame)
+    labels = model.predict_many(frame)
+    assert isinstance(labels, pd.Series) and labels.index.equals(frame.index)
+    proba = model.predict_proba_many(frame)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    assert list(proba.columns) == [0, 1, 2]
+    scores = model.score_many(frame)
+    assert np.isfinite(scores).all()
+    # predict_many agrees with predict_one
+    assert [model.predict_one(x) for x in xs[:50]] == labels.iloc[:50].tolist()
+    assert model.score_one(xs[0]) == pytest.approx(scores.iloc[0])
+    # arrays in the model's feature order
+    array = frame[["f0", "f1", "f2"]].to_numpy()
+    np.testing.assert_array_equal(model.predict_many(array), labels.to_numpy())
+    with pytest.raises(ValueError, match="expected 3 features"):
+        model.learn_many(array[:, :2])
+
+
+def test_labels_are_stable_over_the_stream():
+    xs, _ = blob_dicts(6000, seed=8)
+    model = OnlineGaussianMixture(n_components=3, seed=0)
+    probes = xs[:3]
+    seen = []
+    for i, x in enumerate(xs):
+        model.learn_one(x)
+        if i + 1 in (1000, 3000, 6000):
+            seen.append([model.predict_one(p) for p in probes])
+    assert seen[0] == seen[1] == seen[2]
+    assert len(set(seen[0])) == 3 or len(set(map(tuple, [seen[0]]))) == 1
+
+
+def test_iter_array_stream_integer_keys():
+    X = np.random.default_rng(0).normal(size=(600, 2))
+    model = OnlineGaussianMixture(seed=0)
+    for x, _ in stream.iter_array(X):
+        model.learn_one(x)
+    assert model.feature_names_in_ == [0, 1]
+    np.testing.assert_allclose(model.predict_proba_many(X).sum(1), 1.0)
+
+
+def test_pickle_roundtrip_keeps_predictions():
+    xs, _ = blob_dicts(900, seed=9)
+    model = OnlineGaussianMixture(n_components=3, seed=0)
+    for x in xs:
+        model.learn_one(x)
+    clone = pickle.loads(pickle.dumps(model))
+    assert [clone.predict_one(x) for x in xs[:100]] == [model.predict_one(x) for x in xs[:100]]
+    for x in itertools.islice(xs, 100):
+        model.learn_one(x), clone.learn_one(x)
+    np.testing.assert_array_equal(model.means_, clone.means_)
+
+
+def test_invalid_hyper_parameters_are_rejected():
+    for kwargs, message in [
+        ({"alpha": 0.5}, "alpha"),
+        ({"alpha": 1.2}, "alpha"),
+        ({"covariance_type": "weird"}, "covariance_type"),
+        ({"n_components": 0}, "n_components"),
+        ({"warm_up": 0}, "warm_up"),
+        ({"reg_covar": -1.0}, "reg_covar"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            OnlineGaussianMixture(**kwargs)
+
+
+def test_pipeline_clone_keeps_parameters():
+    model = compose.Pipeline(preprocessing.StandardScaler(), OnlineGaussianMixture(n_components=4, alpha=0.7))
+    clone = model.clone()
+    assert clone["OnlineGaussianMixture"].n_components == 4
+    assert clone["OnlineGaussianMixture"].alpha == 0.7

@@ -1,0 +1,155 @@
+"""Sufficient statistics: formulas, merging, blending and parameter recovery."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+from scipy import stats as scipy_stats
+
+from online_em.stats import COVARIANCE_TYPES, MixtureParameters, SufficientStatistics
+
+
+def _random_batch(seed, n=50, d=3, k=4):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d)) * 3 + 100
+    resp = rng.dirichlet(np.ones(k), size=n)
+    return X, resp
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_from_batch_matches_the_definitions(covariance_type):
+    X, resp = _random_batch(0)
+    shift = np.array([100.0, 99.0, 101.0])
+    stats = SufficientStatistics.from_batch(X, resp, shift, covariance_type)
+    Xc = X - shift
+    np.testing.assert_allclose(stats.s0, resp.sum(0))
+    np.testing.assert_allclose(stats.s1, resp.T @ Xc)
+    full = np.einsum("nk,nd,ne->kde", resp, Xc, Xc)
+    expected = {
+        "full": full,
+        "tied": full.sum(0),
+        "diag": np.einsum("kdd->kd", full),
+        "spherical": np.einsum("kdd->k", full),
+    }[covariance_type]
+    np.testing.assert_allclose(stats.s2, expected)
+    assert stats.count == len(X)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_parameters_equal_weighted_moments(covariance_type):
+    X, resp = _random_batch(1, n=400)
+    stats = SufficientStatistics.from_batch(X, resp, X.mean(0), covariance_type)
+    params = stats.to_parameters(reg_covar=0.0)
+    nk = resp.sum(0)
+    np.testing.assert_allclose(params.weights, nk / nk.sum())
+    means = resp.T @ X / nk[:, None]
+    np.testing.assert_allclose(params.means, means, rtol=1e-12)
+    full = np.stack([np.cov(X.T, aweights=resp[:, k], bias=True) for k in range(4)])
+    expected = {
+        "full": full,
+        "tied": np.einsum("k,kde->de", nk, full) / nk.sum(),
+        "diag": np.einsum("kdd->kd", full),
+        "spherical": np.einsum("kdd->k", full) / 3,
+    }[covariance_type]
+    np.testing.assert_allclose(params.covariances, expected, rtol=1e-9)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_log_densities_match_scipy(covariance_type):
+    X, resp = _random_batch(2, n=300)
+    params = SufficientStatistics.from_batch(X, resp, X.mean(0), covariance_type).to_parameters(1e-6)
+    covs = {
+        "full": lambda k: params.covariances[k],
+        "tied": lambda k: params.covariances,
+        "diag": lambda k: np.diag(params.covariances[k]),
+        "spherical": lambda k: params.covariances[k] * np.eye(3),
+    }[covariance_type]
+    expected = np.stack(
+        [scipy_stats.multivariate_normal(params.means[k], covs(k)).logpdf(X) for k in range(4)], axis=1
+    )
+    np.testing.assert_allclose(params.log_gaussian(X), expected, rtol=1e-9)
+    log_resp, log_norm = params.log_responsibilities(X)
+    np.testing.assert_allclose(np.exp(log_resp).sum(1), 1.0)
+    np.testing.assert_allclose(log_norm, np.log(np.exp(expected) @ params.weights), rtol=1e-9)
+
+
+def test_blend_is_the_stepwise_update():
+    X, resp = _random_batch(3)
+    running = SufficientStatistics.from_batch(X[:10], resp[:10], np.zeros(3), "full").average()
+    before = running.copy()
+    batch = SufficientStatistics.from_batch(X[10:], resp[10:], np.zeros(3), "full")
+    running.blend(batch, 0.25)
+    np.testing.assert_allclose(running.s2, 0.75 * before.s2 + 0.25 * batch.s2 / batch.count)
+    np.testing.assert_allclose(running.s0, 0.75 * before.s0 + 0.25 * batch.s0 / batch.count)
+
+
+def test_combining_incompatible_statistics_is_an_error():
+    X, resp = _random_batch(4)
+    a = SufficientStatistics.from_batch(X, resp, np.zeros(3), "full")
+    with pytest.raises(ValueError, match="different shifts"):
+        a.merge(SufficientStatistics.from_batch(X, resp, np.ones(3), "full"))
+    with pytest.raises(ValueError, match="'full' and 'diag'"):
+        a.merge(SufficientStatistics.from_batch(X, resp, np.zeros(3), "diag"))
+
+
+def test_unknown_covariance_type_is_rejected():
+    with pytest.raises(ValueError, match="covariance_type must be one of"):
+        SufficientStatistics.from_batch(np.zeros((2, 1)), np.ones((2, 1)), np.zeros(1), "banana")
+
+
+def test_a_singular_covariance_is_repaired_not_raised():
+    cov = np.array([[[1.0, 1.0], [1.0, 1.0]], [[-1.0, 0.0], [0.0, 2.0]]])
+    params = MixtureParameters.from_covariances("full", np.array([0.5, 0.5]), np.zeros((2, 2)), cov)
+    assert np.isfinite(params.log_gaussian(np.ones((3, 2)))).all()
+    assert (np.linalg.eigvalsh(params.covariances) > 0).all()
+
+
+batches = st.integers(1, 3).flatmap(
+    lambda d: st.tuples(
+        *[
+            st.tuples(
+                hnp.arrays(np.float64, (n, d), elements=st.floats(-1e3, 1e3)),
+                hnp.arrays(np.float64, (n, 3), elements=st.floats(0, 1)),
+            )
+            for n in (1, 4, 7)
+        ]
+    )
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(batches, st.sampled_from(COVARIANCE_TYPES))
+def test_merging_is_associative_and_commutative(parts, covariance_type):
+    shift = np.zeros(parts[0][0].shape[1])
+    a, b, c = (SufficientStatistics.from_batch(X, r, shift, covariance_type) for X, r in parts)
+    left, right = (a + b) + c, a + (b + c)
+    swapped = (c + a) + b
+    for field in ("s0", "s1", "s2"):
+        scale = np.abs(getattr(left, field)).max() + 1.0
+        np.testing.assert_allclose(getattr(left, field), getattr(right, field), atol=1e-12 * scale)
+        np.testing.assert_allclose(getattr(left, field), getattr(swapped, field), atol=1e-12 * scale)
+    whole = SufficientStatistics.from_batch(
+        np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), shift, covariance_type
+    )
+    np.testing.assert_allclose(left.s2, whole.s2, atol=1e-9 * (np.abs(whole.s2).max() + 1))
+    assert left.count == whole.count == 12
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    hnp.arrays(np.float64, (20, 2), elements=st.floats(-1e6, 1e6)),
+    hnp.arrays(np.float64, (20, 3), elements=st.floats(0, 1)),
+    st.sampled_from(COVARIANCE_TYPES),
+)
+def test_recovered_parameters_are_valid(X, resp, covariance_type):
+    params = SufficientStatistics.from_batch(X, resp, X.mean(0), covariance_type).to_parameters(1e-6)
+    assert np.isclose(params.weights.sum(), 1.0)
+    assert np.isfinite(params.means).all() and np.isfinite(params.covariances).all()
+    if covariance_type in ("full", "tied"):
+        assert (np.linalg.eigvalsh(params.covariances) > 0).all()
+    else:
+        assert (params.covariances > 0).all()
+    assert np.isfinite(params.log_responsibilities(X)[0]).all()

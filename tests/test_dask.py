@@ -254,10 +254,11 @@ def test_a_worker_lost_mid_pass_gives_the_clean_result(X):
         n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
     ) as cluster, Client(cluster, set_as_default=False) as client:
         data = client.persist(chunked(X, 3))
-        distributed.wait(distributed.futures_of(data))
+        with client.as_current():
+            distributed.wait(distributed.futures_of(data))
         clean = state(oed.partial_fit(new_model(), data, blocks_per_batch=3, client=client))
 
-        later_keys = list(data.__dask_keys__())[3 * (N_BATCHES // 2) :]
+        later_keys = [row[0] for row in data.__dask_keys__()][3 * (N_BATCHES // 2) :]
         killed = []
 
         def kill_a_worker(model):

@@ -64,7 +64,7 @@ class _Failed(Exception):
 
 class _SignalGuard:
     """Turns SIGINT and SIGTERM into `_Interrupted`, but never in the middle of a model update:
-    a signal that arrives inside ``with guard:`` is raised when the block ends."""
+    a signal that arrives inside ``with guard:`` waits until `poll`, after the output is written."""
 
     def __init__(self):
         self.critical = False
@@ -94,10 +94,13 @@ class _SignalGuard:
 
     def __exit__(self, kind, value, traceback):
         self.critical = False
-        if self.pending is not None and kind is None:
+        return False
+
+    def poll(self) -> None:
+        """Raise a signal that arrived during a model update (call it once its output is written)."""
+        if self.pending is not None:
             signum, self.pending = self.pending, None
             raise _Interrupted(signum)
-        return False
 
 
 def _binary(stream):
@@ -293,6 +296,7 @@ class _Labeler:
         if self.state:
             with self.guard:
                 self.model.save(self.state)
+            self.guard.poll()
 
     def _after(self, n_lines: int, n_bytes: int = 0) -> None:
         self.lines_read += n_lines
@@ -382,6 +386,8 @@ class _Labeler:
                     text = raw.rstrip(b"\r\n") + b"\t" + text
                 out.write(text + b"\n")
                 out.flush()
+            if guard.pending is not None:
+                guard.poll()
             self.lines_read += 1
             if self.checkpoint_every and self.lines_read % self.checkpoint_every == 0:
                 self._checkpointed = self.lines_read // self.checkpoint_every
@@ -418,6 +424,7 @@ class _Labeler:
         texts = self._predict_learn(matrix) if len(matrix) else []
         if self.output is not None:
             self._write_block(lines, texts, bad)
+        self.guard.poll()
         if self.progress is not None:
             self.progress.update(sum(map(len, lines)))
         self._after(len(lines))

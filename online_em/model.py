@@ -15,6 +15,10 @@ from .stats import COLLAPSE_WEIGHT, MixtureParameters, SufficientStatistics, che
 __all__ = ["OnlineGaussianMixture"]
 
 
+# Deviations are squared in float64: beyond this magnitude their squares (and sums of them) overflow.
+MAX_ABS_VALUE = 1e152
+
+
 def _sorted_features(keys: typing.Iterable) -> list:
     keys = list(keys)
     try:
@@ -211,9 +215,12 @@ class OnlineGaussianMixture(base.Clusterer):
 
     @staticmethod
     def _check_finite(matrix: np.ndarray) -> None:
-        if not np.isfinite(matrix).all():
-            row = int(np.argwhere(~np.isfinite(matrix))[0, 0])
-            raise ValueError(f"row {row} has a value that is not finite: {matrix[row].tolist()}")
+        bad = ~(np.abs(matrix) <= MAX_ABS_VALUE)
+        if bad.any():
+            row = int(np.argwhere(bad)[0, 0])
+            raise ValueError(
+                f"row {row} has a value that is not finite or beyond ±{MAX_ABS_VALUE:g}: {matrix[row].tolist()}"
+            )
 
     # ------------------------------------------------------------------ learning
 
@@ -222,8 +229,8 @@ class OnlineGaussianMixture(base.Clusterer):
         if self._features is None:
             self._set_features(x)
         row = self._row(x)
-        if not all(map(math.isfinite, row)):
-            raise ValueError(f"features must be finite, got {x!r}")
+        if not all(-MAX_ABS_VALUE <= v <= MAX_ABS_VALUE for v in row):
+            raise ValueError(f"features must be finite and within ±{MAX_ABS_VALUE:g}, got {x!r}")
         engine = self._engine or self._start_engine()
         if engine is None:
             self._learn_matrix(np.array([row]))

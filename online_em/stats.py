@@ -37,6 +37,9 @@ COVARIANCE_TYPES = ("full", "diag", "spherical", "tied")
 _LOG_2PI = float(np.log(2.0 * np.pi))
 # scikit-learn adds 10 * eps to every component's mass so that an empty component never divides by 0.
 _TINY_MASS = 10.0 * np.finfo(np.float64).eps
+# Full and tied covariances also get this fraction of their largest variance on the diagonal, so
+# that they stay positive definite in float64 whatever the data's scale (reg_covar is absolute).
+RELATIVE_COVARIANCE_FLOOR = 1e-10
 # A component whose weight falls below this is dead: the model re-seeds it on a poorly explained point.
 COLLAPSE_WEIGHT = 1e-5
 
@@ -268,6 +271,10 @@ class MixtureParameters:
         shift = np.zeros(means.shape[1]) if shift is None else np.asarray(shift, dtype=np.float64)
         covariances = np.asarray(covariances, dtype=np.float64)
         if covariance_type in ("full", "tied"):
+            diagonal = np.diagonal(covariances, axis1=-2, axis2=-1)
+            covariances = covariances + (RELATIVE_COVARIANCE_FLOOR * diagonal.max(axis=-1))[..., None, None] * np.eye(
+                means.shape[1]
+            )
             chol = _cholesky_full(covariances, reg_covar)
             eye = np.broadcast_to(np.eye(means.shape[1]), chol.shape)
             # precision = (L L^T)^-1 = L^-T L^-1, so its upper factor is L^-T.

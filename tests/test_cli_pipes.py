@@ -198,3 +198,36 @@ def test_usage_error_exits_2_through_the_real_entry_point():
     proc = subprocess.run(CMD + ["label", "--batch-size", "zero"], capture_output=True, env=ENV, timeout=30)
     assert proc.returncode == 2
     assert b"Invalid value for '--batch-size'" in proc.stderr and b"Traceback" not in proc.stderr
+
+
+SCRIPTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts")
+
+
+def test_the_label_stream_script_labels_the_demo_and_marks_bad_lines():
+    values, truth = demo_stream(3000, seed=5)
+    data = "".join(f"{v}\n" for v in values[:1500]) + "oops\n" + "".join(f"{v}\n" for v in values[1500:])
+    proc = subprocess.run([sys.executable, os.path.join(SCRIPTS, "label_stream.py")], input=data.encode(),
+                          capture_output=True, env=ENV, timeout=60)
+    assert proc.returncode == 0
+    out = proc.stdout.decode().split()
+    assert out[1500] == "NA" and proc.stderr.decode() == "line 1501: not a number: 'oops'\n"
+    labels = np.array(out[:1500] + out[1501:], dtype=int)
+    assert max((labels == truth).mean(), (labels != truth).mean()) >= 0.9
+
+
+def test_the_tutorial_script_compares_with_scikit_learn_and_saves_a_figure(tmp_path):
+    pytest.importorskip("sklearn")
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "tutorial.png"
+    proc = subprocess.run([sys.executable, os.path.join(SCRIPTS, "seed_tutorial.py"), "--png", str(png)],
+                          capture_output=True, env=ENV, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr.decode()
+    out = proc.stdout.decode()
+    first = re.search(r"first 80 labels: ([01]{80})\n", out)
+    last = re.search(r"last 80 labels: +([01]{80})\n", out)
+    assert first and last
+    means = re.search(r"online EM .*means \[\s*([\d.]+)\s+([\d.]+)\]", out)
+    assert abs(float(means.group(1)) - 20) < 1 and abs(float(means.group(2)) - 40) < 1
+    agree = re.search(r"agree on ([\d.]+)% of points", out)
+    assert float(agree.group(1)) > 97
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

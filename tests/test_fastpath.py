@@ -1,0 +1,66 @@
+"""The plain-Python one-point engine agrees with the vectorised numpy path."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from online_em import OnlineGaussianMixture, fastpath
+
+from .datagen import synthetic_mixture
+
+
+def _numpy_only(model: OnlineGaussianMixture) -> OnlineGaussianMixture:
+    """The same model with the fast path switched off (every learn_one goes through numpy)."""
+    model._start_engine = lambda: None
+    return model
+
+
+@pytest.mark.parametrize(
+    "covariance_type, n_features",
+    [("diag", 1), ("diag", 5), ("spherical", 3), ("full", 1)],
+)
+def test_engine_matches_the_numpy_path(covariance_type, n_features):
+    X, _ = synthetic_mixture(3000, n_features, 3, "diag", seed=n_features)
+    fast = OnlineGaussianMixture(3, covariance_type=covariance_type, warm_up=200, average_after=1000, seed=0)
+    slow = _numpy_only(OnlineGaussianMixture(3, covariance_type=covariance_type, warm_up=200, average_after=1000, seed=0))
+    assert fastpath.supports(covariance_type, n_features)
+    labels_fast, labels_slow = [], []
+    for i, row in enumerate(X.tolist()):
+        x = dict(enumerate(row))
+        labels_fast.append(fast.learn_predict_one(x))
+        labels_slow.append(slow.learn_predict_one(x))
+        if i % 500 == 499:  # predictions and scores agree along the way, not only at the end
+            assert fast._engine is not None and slow._engine is None
+            np.testing.assert_allclose(
+                list(fast.predict_proba_one(x).values()), list(slow.predict_proba_one(x).values()), rtol=1e-7
+            )
+            assert fast.score_one(x) == pytest.approx(slow.score_one(x), rel=1e-8)
+    assert labels_fast == labels_slow
+    np.testing.assert_allclose(fast.means_, slow.means_, rtol=1e-7, atol=1e-12)
+    np.testing.assert_allclose(fast.covariances_, slow.covariances_, rtol=1e-7)
+    np.testing.assert_allclose(fast.weights_, slow.weights_, rtol=1e-7)
+    assert fast.n_samples_seen == slow.n_samples_seen == 3000
+
+
+def test_switching_between_one_point_and_batch_calls_loses_nothing():
+    X, _ = synthetic_mixture(4000, 2, 2, "diag", seed=9)
+    mixed = OnlineGaussianMixture(2, covariance_type="diag", warm_up=100, seed=1)
+    slow = _numpy_only(OnlineGaussianMixture(2, covariance_type="diag", warm_up=100, seed=1))
+    for start in range(0, 4000, 400):
+        chunk = X[start : start + 400]
+        if (start // 400) % 2:
+            mixed.learn_many(chunk)
+            slow.learn_many(chunk)
+        else:
+            for row in chunk.tolist():
+                mixed.learn_one({0: row[0], 1: row[1]})
+                slow.learn_one({0: row[0], 1: row[1]})
+        mixed.weights_  # reading attributes syncs the engine back
+    np.testing.assert_allclose(mixed.means_, slow.means_, rtol=1e-7)
+    np.testing.assert_allclose(mixed.covariances_, slow.covariances_, rtol=1e-7)
+
+
+def test_full_covariance_in_several_dimensions_uses_numpy():
+    assert not fastpath.supports("full", 2)
+    assert not fastpath.supports("tied", 1)

@@ -148,7 +148,7 @@ def _model_options(function):
         click.option("--alpha", type=click.FloatRange(0.5, 1.0, min_open=True), default=defaults.alpha,
                      show_default=True, help="Decay of the step size t**-alpha, in (0.5, 1]."),
         click.option("--warm-up", type=click.IntRange(min=1), default=defaults.warm_up, show_default=True,
-                     help="Points buffered before the initial fit (they are labelled 0)."),
+                     help="Points buffered before the initial fit."),
         click.option("--seed", type=int, default=None, help="Random seed (default: unpredictable)."),
     ]
     for option in reversed(options):
@@ -431,13 +431,16 @@ class _Labeler:
         if failure is not None:
             raise failure
 
-    def _predict_learn(self, matrix: np.ndarray) -> list[bytes]:
+    def _predict_learn(self, matrix: np.ndarray) -> list[bytes] | np.ndarray:
         self._ensure_features()
         model, output = self.model, self.output
         texts: list[bytes] = []
         with self.guard:
             if output == "label":
-                texts = list(map(b"%d".__mod__, model.predict_many(matrix).tolist()))
+                labels = model.predict_many(matrix)
+                if self.learn:
+                    model.learn_many(matrix)
+                return labels  # formatted by _write_block
             elif output == "proba":
                 texts = [_fmt_proba(row) for row in model.predict_proba_many(matrix).tolist()]
             elif output == "score":
@@ -451,7 +454,16 @@ class _Labeler:
                 model.learn_many(matrix)
         return texts
 
-    def _write_block(self, lines: list[bytes], texts: list[bytes], bad: dict) -> None:
+    def _write_block(self, lines: list[bytes], texts, bad: dict) -> None:
+        if isinstance(texts, np.ndarray):  # labels
+            if not bad and not self.echo and len(texts) and texts.max() < 10:
+                # one digit a line: build the bytes with numpy, no Python loop
+                buffer = np.full(2 * len(texts), ord("\n"), dtype=np.uint8)
+                buffer[0::2] = texts + ord("0")
+                self.out.write(buffer.tobytes())
+                self.out.flush()
+                return
+            texts = list(map(b"%d".__mod__, texts.tolist()))
         if not bad and not self.echo:
             if texts:
                 self.out.write(b"\n".join(texts) + b"\n")

@@ -16,8 +16,11 @@ Needs the ``dask`` extra (``pip install -e ".[dask]"``).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import os
 import platform
+import statistics
 import sys
 import time
 
@@ -48,6 +51,15 @@ def max_relative_difference(a: dict, b: dict) -> float:
     return max(float(np.abs(a[k] - b[k]).max() / np.abs(b[k]).max()) for k in b)
 
 
+def _blas_threads() -> str:
+    try:
+        import threadpoolctl
+    except ImportError:
+        return os.environ.get("OMP_NUM_THREADS", "default")
+    counts = {info["num_threads"] for info in threadpoolctl.threadpool_info() if info["user_api"] == "blas"}
+    return ",".join(map(str, sorted(counts))) or "unknown"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=10_000_000, help="points")
@@ -60,12 +72,14 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--clusters", default="processes,threads", help="comma-separated: processes, threads")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved timed passes per setup")
     parser.add_argument("--quick", action="store_true", help="200,000 points, for a smoke test")
     args = parser.parse_args()
     if args.quick:
-        args.n, args.rows_per_block = 200_000, 12_500
+        args.n, args.rows_per_block, args.repeats = 200_000, 12_500, 1
 
     import dask
+    import dask.array as da
     import distributed
     from distributed import Client, LocalCluster
 
@@ -75,58 +89,88 @@ def main() -> None:
     def new_model():
         return OnlineGaussianMixture(n_components=args.k, covariance_type=args.covariance_type, seed=args.seed)
 
+    blas_threads = _blas_threads()
+    load_before = os.getloadavg()[0]
     rows_per_batch = args.rows_per_block * args.blocks_per_batch
     n_batches = -(-args.n // rows_per_batch)
-    rows = []
+    kinds = [k for k in args.clusters.split(",") if k]
 
-    # The single process: the same graph computed here, then learn_many over the same mini-batches.
+    # The same graph, computed here for the single process and persisted on each cluster's workers.
     t0 = time.perf_counter()
     X = mixture_data(args.n, args.d, args.k, args.rows_per_block, args.seed).compute(scheduler="threads")
-    generate_local = time.perf_counter() - t0
-    single = new_model()
-    t0 = time.perf_counter()
-    for start in range(0, len(X), rows_per_batch):
-        single.learn_many(X[start : start + rows_per_batch])
-    single_time = time.perf_counter() - t0
-    want = state(single)
-    del X
-    rows.append(("single process, `learn_many`", single_time, single_time, 0.0, generate_local))
+    generated = {"local": time.perf_counter() - t0}
+    blocks = da.from_array(X, chunks=(args.rows_per_block, args.d))
 
-    for kind in filter(None, args.clusters.split(",")):
-        with LocalCluster(
-            n_workers=args.workers, threads_per_worker=1, processes=(kind == "processes"),
-            dashboard_address=":0",
-        ) as cluster, Client(cluster) as client:
+    def learn_many():
+        model = new_model()
+        for start in range(0, len(X), rows_per_batch):
+            model.learn_many(X[start : start + rows_per_batch])
+        return model
+
+    def blockwise():
+        # The same process and mini-batches, with the statistics summed block by block as on the
+        # cluster (Dask's synchronous scheduler): separates the effect of smaller blocks from that
+        # of the workers.
+        with dask.config.set(scheduler="synchronous"):
+            return oed.partial_fit(new_model(), blocks, blocks_per_batch=args.blocks_per_batch,
+                                   split_every=args.split_every)
+
+    setups = {
+        f"single process, `learn_many` (BLAS threads: {blas_threads})": learn_many,
+        "single process, blockwise statistics (`partial_fit`, synchronous scheduler)": blockwise,
+    }
+    with contextlib.ExitStack() as stack:
+        for kind in kinds:
+            cluster = stack.enter_context(LocalCluster(
+                n_workers=args.workers, threads_per_worker=1, processes=(kind == "processes"),
+                dashboard_address=":0",
+            ))
+            client = stack.enter_context(Client(cluster, set_as_default=False))
             # Warm the workers up (imports) on a small array, outside the timing.
             oed.partial_fit(new_model(), mixture_data(20_000, args.d, args.k, 5_000, args.seed), client=client)
             t0 = time.perf_counter()
             data = client.persist(mixture_data(args.n, args.d, args.k, args.rows_per_block, args.seed))
-            distributed.wait(distributed.futures_of(data))
-            generate = time.perf_counter() - t0
-            model = new_model()
-            t0 = time.perf_counter()
-            oed.partial_fit(model, data, blocks_per_batch=args.blocks_per_batch,
-                            split_every=args.split_every, client=client)
-            elapsed = time.perf_counter() - t0
-            diff = max_relative_difference(state(model), want)
-            label = f"Dask `LocalCluster`, {args.workers} {'processes' if kind == 'processes' else 'threads'} x 1 thread"
-            rows.append((label, elapsed, single_time, diff, generate))
-            del data
+            with client.as_current():
+                distributed.wait(distributed.futures_of(data))
+            label = f"Dask `LocalCluster`, {args.workers} {kind} x 1 thread"
+            generated[label] = time.perf_counter() - t0
+            setups[label] = functools.partial(
+                lambda data, client: oed.partial_fit(
+                    new_model(), data, blocks_per_batch=args.blocks_per_batch,
+                    split_every=args.split_every, client=client),
+                data, client)
+
+        # Interleaved repeats (A, B, C, A, B, C, ...), medians: drifts in the machine hit all alike.
+        times = {label: [] for label in setups}
+        states = {}
+        for _ in range(args.repeats):
+            for label, run in setups.items():
+                t0 = time.perf_counter()
+                model = run()
+                times[label].append(time.perf_counter() - t0)
+                states[label] = state(model)
+    want = states[next(iter(setups))]
+    baseline = statistics.median(times[next(iter(setups))])
 
     print(
         f"{args.n:,} x {args.d} points, K={args.k} {args.covariance_type}; {n_batches} mini-batches of "
         f"{rows_per_batch:,} rows ({args.blocks_per_batch} blocks of {args.rows_per_block:,}); "
         f"{os.cpu_count()} CPUs, Python {platform.python_version()}, numpy {np.__version__}, "
-        f"dask {dask.__version__}; BLAS threads: {os.environ.get('OMP_NUM_THREADS', 'default')} "
-        f"in the single process, 1 per worker\n"
+        f"dask {dask.__version__}; 1 BLAS thread per worker; {args.repeats} interleaved repeats\n"
     )
-    print("| setup | one pass (s) | points/s | speed-up | max rel. difference | data generation (s) |")
+    print("| setup | one pass (s), median | points/s | speed-up | max rel. difference | data generation (s) |")
     print("|---|---:|---:|---:|---:|---:|")
-    for label, elapsed, baseline, diff, generate in rows:
+    for label, elapsed in times.items():
+        median = statistics.median(elapsed)
+        generate = generated.get(label, generated["local"] if "learn_many" in label else 0.0)
         print(
-            f"| {label} | {elapsed:.2f} | {args.n / elapsed:,.0f} | {baseline / elapsed:.2f}x | "
-            f"{diff:.1e} | {generate:.1f} |"
+            f"| {label} | {median:.2f} | {args.n / median:,.0f} | {baseline / median:.2f}x | "
+            f"{max_relative_difference(states[label], want):.1e} | {generate:.1f} |"
         )
+    print("\nEvery pass (s):")
+    for label, elapsed in times.items():
+        print(f"- {label}: {', '.join(f'{t:.2f}' for t in elapsed)}")
+    print(f"\nLoad average before / after: {load_before:.2f} / {os.getloadavg()[0]:.2f}")
     sys.stdout.flush()
 
 

@@ -14,9 +14,9 @@ A model file is one JSON object (UTF-8), ``"format": "online-em/model"``, ``"ver
     The running sufficient statistics and their Polyak average, ``null`` when absent; each an
     object ``{"covariance_type", "shift", "s0", "s1", "s2", "count"}`` of nested lists
     (see `online_em.stats.SufficientStatistics` for the shapes).
-``n_averaged``, ``t``, ``n_reseeds``
-    How many points the average covers, the step counter (points learned) and the number of
-    re-seeded components.
+``n_averaged``, ``pending_average``, ``t``, ``n_reseeds``
+    How many points the average covers, how many learned points it has yet to take in (optional,
+    0 when absent), the step counter (points learned) and the number of re-seeded components.
 ``rng``
     The state of the model's random generator (numpy's ``PCG64``).
 
@@ -125,6 +125,7 @@ def to_dict(model: OnlineGaussianMixture) -> dict:
         "stats": _stats_dict(model._stats),
         "average": _stats_dict(model._average),
         "n_averaged": int(model._n_averaged),
+        "pending_average": int(getattr(model, "_pending_average", 0)),
         "t": int(model._t),
         "n_reseeds": int(model._n_reseeds),
         "rng": rng_state,
@@ -280,7 +281,7 @@ def from_dict(state: typing.Any) -> OnlineGaussianMixture:
     missing = sorted(expected - set(state))
     if missing:
         raise StateFileError(f"missing field(s) {', '.join(map(repr, missing))}")
-    unknown = sorted(set(state) - expected)
+    unknown = sorted(set(state) - expected - {"pending_average"})
     if unknown:
         raise StateFileError(f"unknown field(s) {', '.join(map(repr, unknown))}")
 
@@ -318,6 +319,7 @@ def from_dict(state: typing.Any) -> OnlineGaussianMixture:
     average = _statistics(state["average"], "average", cov_type, K, D)
     t = _integer(state, "t")
     n_averaged = _integer(state, "n_averaged")
+    pending_average = _integer(state, "pending_average") if "pending_average" in state else 0
     n_reseeds = _integer(state, "n_reseeds")
     if stats is None:
         if features is None and (buffer or t):
@@ -348,6 +350,7 @@ def from_dict(state: typing.Any) -> OnlineGaussianMixture:
     model._stats = stats
     model._average = average
     model._n_averaged = n_averaged
+    model._pending_average = pending_average
     model._t = t
     model._n_reseeds = n_reseeds
     model._rng = rng

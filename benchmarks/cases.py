@@ -134,15 +134,22 @@ class BareEStep:
 # ---------------------------------------------------------------------------------- timing
 
 
-def interleave(sides: dict, repeats: int) -> dict[str, list[float]]:
-    """Run each side's timer once per round, in turn (A, B, A, B, ...); each returns seconds."""
+def interleave(sides: dict, repeats: int, budget: float | None = None, min_repeats: int = 1) -> dict[str, list[float]]:
+    """Run each side's timer once per round, in turn (A, B, A, B, ...); each returns seconds.
+
+    With a `budget` (seconds), stop after the first round that ends past it, once `min_repeats`
+    rounds are done: slow cases get fewer repeats rather than stretching the run.
+    """
     import gc
 
     times: dict[str, list[float]] = {name: [] for name in sides}
-    for _ in range(repeats):
+    start = time.perf_counter()
+    for done in range(1, repeats + 1):
         for name, run in sides.items():
             gc.collect()
             times[name].append(run())
+        if budget is not None and done >= min_repeats and time.perf_counter() - start > budget:
+            break
     return times
 
 

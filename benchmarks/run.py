@@ -71,6 +71,7 @@ class Sizes:
     scaling_repeats: int
     scaling_K: tuple[int, ...]
     scaling_D: tuple[int, ...]
+    case_budget: float  # seconds: past it a case stops repeating (once it has its minimum)
 
 
 FULL = Sizes(
@@ -79,13 +80,15 @@ FULL = Sizes(
     cli_scale=100, cli_repeats=3, memory_lines=(1_000_000, 10_000_000),
     scaling_points=64 * BATCH, scaling_repeats=3,
     scaling_K=(2, 4, 8, 16, 32, 64), scaling_D=(1, 2, 5, 10, 20, 50, 100),
+    case_budget=60.0,
 )
 QUICK = Sizes(
-    per_point=1_000, per_point_repeats=2,
-    minibatch=6_000, tutorial_scale=0.5, held_out=1_000, minibatch_repeats=2, limit_repeats=2,
+    per_point=1_000, per_point_repeats=1,
+    minibatch=6_000, tutorial_scale=0.5, held_out=1_000, minibatch_repeats=1, limit_repeats=1,
     cli_scale=0.25, cli_repeats=1, memory_lines=(5_000, 50_000),
     scaling_points=BATCH, scaling_repeats=1,
     scaling_K=(2, 8), scaling_D=(1, 10),
+    case_budget=5.0,
 )
 
 
@@ -125,8 +128,17 @@ def table(header: list[str], rows: list[list]) -> list[str]:
     return out
 
 
-def runs(n: int) -> str:
-    return f"{n} interleaved run" + ("" if n == 1 else "s")
+def runs(counts) -> str:
+    """'3 interleaved runs', or '2 to 5 interleaved runs' when budgets cut some cases short."""
+    counts = [counts] if isinstance(counts, int) else list(counts)
+    low, high = min(counts), max(counts)
+    if low == high:
+        return f"{low} interleaved run" + ("" if low == 1 else "s")
+    return f"{low} to {high} interleaved runs (fewer where a case ran past its time budget)"
+
+
+def rounds(times: dict) -> int:
+    return len(next(iter(times.values())))
 
 
 def fmt_rate(points_per_s: float) -> str:
@@ -149,6 +161,7 @@ def verdict(met: bool | None, quick: bool) -> str:
 
 
 def bench_per_point(report: Report, sizes: Sizes) -> None:
+    counts = []
     from river.cluster import KMeans
 
     n = sizes.per_point
@@ -184,7 +197,9 @@ def bench_per_point(report: Report, sizes: Sizes) -> None:
                 model.learn_predict_one(x)
             return clock() - start
 
-        times = interleave({"kmeans": kmeans, "ours": ours, "ours_lp": ours_lp}, sizes.per_point_repeats)
+        times = interleave({"kmeans": kmeans, "ours": ours, "ours_lp": ours_lp}, sizes.per_point_repeats,
+                           budget=sizes.case_budget, min_repeats=3)
+        counts.append(rounds(times))
         rate = {side: len(stream) / median(ts) for side, ts in times.items()}
         for side, label in (("ours", "learn_one + predict_one"), ("ours_lp", "learn_predict_one")):
             ratio = rate[side] / rate["kmeans"]
@@ -198,7 +213,7 @@ def bench_per_point(report: Report, sizes: Sizes) -> None:
         f"`learn_one(x)` then `predict_one(x)` for each of {n:,} points (dicts built beforehand), "
         "from a fresh model (the warm-up included) against `river.cluster.KMeans(n_clusters=K, seed=0)` "
         "doing the same; the second row of each case uses `learn_predict_one(x)` (predict, then learn). "
-        f"Median of {runs(sizes.per_point_repeats)}; ratio = ours / KMeans in points per second.",
+        f"Median of {runs(counts)}; ratio = ours / KMeans in points per second.",
         "",
     ]
     lines += table(["data", "our call", "ours", "River KMeans", "ratio", "target", ""], rows)
@@ -234,6 +249,7 @@ def _true_loglik(weights, means, covariances, cov, X) -> float:
 
 
 def bench_minibatch(report: Report, sizes: Sizes) -> list:
+    counts = []
     from sklearn.mixture import GaussianMixture
 
     cases = _minibatch_cases(sizes)
@@ -260,7 +276,9 @@ def bench_minibatch(report: Report, sizes: Sizes) -> list:
             state["ours"] = model
             return elapsed
 
-        times = interleave({"sklearn": sklearn, "ours": ours}, sizes.minibatch_repeats)
+        times = interleave({"sklearn": sklearn, "ours": ours}, sizes.minibatch_repeats,
+                           budget=sizes.case_budget, min_repeats=2)
+        counts.append(rounds(times))
         t_sk, t_ours = median(times["sklearn"]), median(times["ours"])
         sk, model = state["sklearn"], state["ours"]
         ll_sk = float(sk.score(test))
@@ -282,7 +300,7 @@ def bench_minibatch(report: Report, sizes: Sizes) -> list:
         "random_state=0).fit` (defaults: k-means init, n_init=1, max_iter=100, tol=1e-3) on the same "
         f"data. Held-out mean log-likelihood per sample on {len(cases[0][4]):,} fresh points from the "
         "same mixture (sklearn `score`, ours `score_many(X).mean()`); 'truth' is the generating "
-        f"mixture's. Median of {runs(sizes.minibatch_repeats)}; ratio = sklearn time / ours.",
+        f"mixture's. Median of {runs(counts)}; ratio = sklearn time / ours.",
         "",
     ]
     lines += table(["data", "ours", "sklearn fit", "speed-up", "ll ours", "ll sklearn",
@@ -295,6 +313,7 @@ def bench_minibatch(report: Report, sizes: Sizes) -> list:
 
 
 def bench_limit(report: Report, sizes: Sizes, fitted: list) -> None:
+    counts = []
     rows = []
     for name, cov, K, chunks, params in fitted:
         bare = BareEStep(params)
@@ -319,7 +338,9 @@ def bench_limit(report: Report, sizes: Sizes, fitted: list) -> None:
                 np.exp(params.log_responsibilities(chunk)[0])
             return clock() - start
 
-        times = interleave({"ours": ours, "estep": estep, "model_estep": model_estep}, sizes.limit_repeats)
+        times = interleave({"ours": ours, "estep": estep, "model_estep": model_estep}, sizes.limit_repeats,
+                           budget=sizes.case_budget, min_repeats=3)
+        counts.append(rounds(times))
         t_ours, t_e, t_me = (median(times[k]) for k in ("ours", "estep", "model_estep"))
         n = sum(len(c) for c in chunks)
         ratio = t_e / t_ours
@@ -337,7 +358,7 @@ def bench_limit(report: Report, sizes: Sizes, fitted: list) -> None:
         "'overhead' is the share of learn_many's time spent beyond that E-step (M-steps, bookkeeping, "
         "and a slower E-step). The model's own E-step kernel (`MixtureParameters.log_responsibilities` "
         "+ exp) is shown for reference, and 'max diff' is the largest difference between its "
-        f"responsibilities and the bare E-step's. Median of {runs(sizes.limit_repeats)}.",
+        f"responsibilities and the bare E-step's. Median of {runs(counts)}.",
         "",
     ]
     lines += table(["data", "learn_many", "bare E-step", "ratio", "overhead", "model's E-step kernel",
@@ -468,7 +489,7 @@ def bench_cli(report: Report, sizes: Sizes, workdir: str, cli: list[str] | None,
             label_cmd = cli + ["label", "--batch-size", str(bs)]
             sides[f"cli{bs}"] = (lambda c=label_cmd: _checked(c, data, env, "CLI"))
     try:
-        times = interleave(sides, sizes.cli_repeats)
+        times = interleave(sides, sizes.cli_repeats, budget=2 * sizes.case_budget)
     except RuntimeError as error:
         cli, why = None, f"n/a (CLI failed: {str(error)[:160]})"
         times = interleave({"plain": sides["plain"]}, sizes.cli_repeats)
@@ -496,7 +517,7 @@ def bench_cli(report: Report, sizes: Sizes, workdir: str, cli: list[str] | None,
         f"two processes, shuffled, four decimals) against `python plain_loop.py` doing "
         "`for line in sys.stdin: v = float(line); sys.stdout.write('1\\n' if v > 30 else '0\\n')`. "
         "Both are subprocesses timed wall-clock, interpreter start-up and imports included, with "
-        f"PYTHONUNBUFFERED removed from their environment. Median of {runs(sizes.cli_repeats)}; "
+        f"PYTHONUNBUFFERED removed from their environment. Median of {runs(rounds(times))}; "
         "ratio = plain loop time / CLI time.",
         "",
     ]
@@ -611,6 +632,7 @@ def _piped_peak_rss(gen_cmd: list[str], label_cmd: list[str], env: dict, out: st
 
 
 def bench_scaling(report: Report, sizes: Sizes, plot_path: str | None) -> None:
+    counts = []
     grid = [("K", K, 10, K) for K in sizes.scaling_K] + [("D", D, D, 5) for D in sizes.scaling_D]
     results = []  # (axis, value, cov, us per point learn_many, us per point E-step)
     rows = []
@@ -636,7 +658,9 @@ def bench_scaling(report: Report, sizes: Sizes, plot_path: str | None) -> None:
                     bare.responsibilities(chunk)
                 return clock() - start
 
-            times = interleave({"learn": learn, "estep": estep}, sizes.scaling_repeats)
+            times = interleave({"learn": learn, "estep": estep}, sizes.scaling_repeats,
+                               budget=sizes.case_budget / 4)
+            counts.append(rounds(times))
             n = sizes.scaling_points
             us_learn, us_e = 1e6 * median(times["learn"]) / n, 1e6 * median(times["estep"]) / n
             results.append((axis, value, cov, us_learn, us_e))
@@ -645,7 +669,7 @@ def bench_scaling(report: Report, sizes: Sizes, plot_path: str | None) -> None:
     lines = [
         f"Time per point of `learn_many` in steady state (batches of {BATCH:,}, {sizes.scaling_points:,} "
         "points after an untimed warm-up of 2,048) against K (D=10) and D (K=5), with the bare "
-        f"E-step of section 3 over the same batches; median of {runs(sizes.scaling_repeats)}.",
+        f"E-step of section 3 over the same batches; median of {runs(counts)}.",
         "",
     ]
     lines += table(["covariance", "size", "learn_many (us/pt)", "bare E-step (us/pt)",
@@ -697,12 +721,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", help="also write the markdown report to this file")
     parser.add_argument("--plot", help="where to save the scaling plot (default: benchmarks/scaling.png "
                         "for a full run, none for --quick)")
+    parser.add_argument("--blas-threads", type=int,
+                        help="cap BLAS threads (threadpoolctl) for every in-process measurement, both sides "
+                        "alike; default: as the environment has them")
     parser.add_argument("--only", action="append", choices=SECTIONS,
                         help="run only these sections (repeatable; 'minibatch' includes the limit)")
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
     plot = args.plot if args.plot else (None if args.quick else os.path.join(HERE, "scaling.png"))
     only = set(args.only or SECTIONS)
+    if args.blas_threads:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(args.blas_threads)
     report = Report(args.quick)
     started = datetime.datetime.now().astimezone()
     t0 = clock()

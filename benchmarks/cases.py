@@ -85,8 +85,16 @@ def batches(X: np.ndarray, size: int) -> list[np.ndarray]:
 class BareEStep:
     """Responsibilities under fixed parameters, as fast as plain numpy gets them.
 
-    Full covariances: one GEMM ``X @ [P_1 ... P_K]`` (N x K D) gives every component's whitened
-    points at once, and one einsum their squared norms; diagonal: the expansion ``x^2 . p - 2 x . (mu p) + mu^2 . p`` as two GEMMs.
+    Two kernels per covariance type, and `tune` keeps whichever is faster on this machine for
+    the batch shape at hand (small GEMMs can fall off a cliff when a multi-threaded BLAS splits
+    them on a busy machine):
+
+    * full, ``gemm``: one GEMM ``X @ [P_1 ... P_K]`` (N x K D) whitens the points for every
+      component at once, and one einsum takes the squared norms;
+      ``stacked``: ``matmul`` of X against the stack of K factors (K small GEMMs), then einsum.
+    * diag, ``gemm``: the expansion ``x^2 . p - 2 x . (mu p) + mu^2 . p`` as two GEMMs;
+      ``direct``: squared differences (N, K, D) weighted by the precisions in one einsum.
+
     Then log-sum-exp and ``exp``. Built from the model's `MixtureParameters` (or anything with
     the same fields).
     """
@@ -96,31 +104,60 @@ class BareEStep:
         shift = np.asarray(params.shift, dtype=np.float64)
         mc = np.asarray(params.means, dtype=np.float64) - shift
         K, D = mc.shape
-        self.shift, self.K, self.D = shift, K, D
+        self.shift, self.K, self.D, self.mc = shift, K, D, mc
         P = np.asarray(params.precisions_cholesky, dtype=np.float64)
         const = np.log(params.weights) + params.log_det_precision_cholesky - 0.5 * D * LOG_2PI
         if self.kind == "full":
+            self.P = P
             self.W = np.ascontiguousarray(P.transpose(1, 0, 2).reshape(D, K * D))  # (D, K D)
-            self.b = np.einsum("kd,kde->ke", mc, P).reshape(K * D)
+            self.mP = np.einsum("kd,kde->ke", mc, P)  # (K, D)
+            self.b = self.mP.reshape(K * D)
             self.const = const
+            self.kernel = "gemm"
         elif self.kind == "diag":
             prec = P * P  # (K, D)
+            self.prec = prec
             self.A = np.ascontiguousarray(prec.T)  # (D, K)
             self.B = np.ascontiguousarray((-2.0 * mc * prec).T)  # (D, K)
-            self.const = const - 0.5 * (mc * mc * prec).sum(axis=1)
+            self.const = const
+            self.const_gemm = const - 0.5 * (mc * mc * prec).sum(axis=1)
+            self.kernel = "gemm"
         else:
             raise ValueError(f"no bare E-step for {self.kind!r}")
+
+    def kernels(self) -> tuple[str, ...]:
+        return ("gemm", "stacked") if self.kind == "full" else ("gemm", "direct")
+
+    def tune(self, X: np.ndarray, tries: int = 5) -> str:
+        """Keep the kernel that is fastest on X (best of `tries` each, interleaved)."""
+        best = {name: float("inf") for name in self.kernels()}
+        for _ in range(tries):
+            for name in best:
+                self.kernel = name
+                start = time.perf_counter()
+                self.responsibilities(X)
+                best[name] = min(best[name], time.perf_counter() - start)
+        self.kernel = min(best, key=best.get)
+        return self.kernel
 
     def weighted_log_prob(self, X: np.ndarray) -> np.ndarray:
         Xc = X - self.shift
         if self.kind == "full":
-            Y = Xc @ self.W
-            Y -= self.b
-            Y = Y.reshape(len(Xc), self.K, self.D)
-            maha = np.einsum("nkd,nkd->nk", Y, Y)
-        else:
-            maha = (Xc * Xc) @ self.A + Xc @ self.B
-        return self.const - 0.5 * maha
+            if self.kernel == "gemm":
+                Y = Xc @ self.W
+                Y -= self.b
+                Y = Y.reshape(len(Xc), self.K, self.D)
+                maha = np.einsum("nkd,nkd->nk", Y, Y)
+            else:
+                Y = np.matmul(Xc[None, :, :], self.P)
+                Y -= self.mP[:, None, :]
+                maha = np.einsum("knd,knd->nk", Y, Y)
+            return self.const - 0.5 * maha
+        if self.kernel == "gemm":
+            return self.const_gemm - 0.5 * ((Xc * Xc) @ self.A + Xc @ self.B)
+        diff = Xc[:, None, :] - self.mc[None, :, :]
+        diff *= diff
+        return self.const - 0.5 * np.einsum("nkd,kd->nk", diff, self.prec)
 
     def responsibilities(self, X: np.ndarray) -> np.ndarray:
         wlp = self.weighted_log_prob(X)

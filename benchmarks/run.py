@@ -48,10 +48,13 @@ from cases import (  # noqa: E402
     tutorial_stream,
 )
 
+import online_em  # noqa: E402
 from online_em import OnlineGaussianMixture  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+PACKAGE = os.path.dirname(os.path.abspath(online_em.__file__))  # what the subprocesses run too
+NEUTRAL = tempfile.gettempdir()  # the subprocesses' working directory: no package shadowing there
 BATCH = 1024
 
 
@@ -438,9 +441,9 @@ def subprocess_env() -> dict:
 def cli_command(env: dict) -> tuple[list[str] | None, str]:
     """How to run the CLI: ``python -m online_em`` (or ``-m online_em.cli``), if ``label --help`` works."""
     candidates = []
-    if os.path.exists(os.path.join(ROOT, "online_em", "__main__.py")):
+    if os.path.exists(os.path.join(PACKAGE, "__main__.py")):
         candidates.append([sys.executable, "-m", "online_em"])
-    if os.path.exists(os.path.join(ROOT, "online_em", "cli.py")):
+    if os.path.exists(os.path.join(PACKAGE, "cli.py")):
         candidates.append([sys.executable, "-m", "online_em.cli"])
     if not candidates:
         return None, "n/a (CLI not available: no online_em/cli.py)"
@@ -448,7 +451,7 @@ def cli_command(env: dict) -> tuple[list[str] | None, str]:
     for cmd in candidates:
         try:
             proc = subprocess.run(cmd + ["label", "--help"], capture_output=True, text=True, env=env,
-                                  timeout=120, cwd=ROOT)
+                                  timeout=120, cwd=NEUTRAL)
         except (OSError, subprocess.SubprocessError) as error:
             reason = str(error)
             continue
@@ -468,7 +471,7 @@ def _run_timed(cmd: list[str], stdin_path: str, env: dict) -> tuple[float, int, 
     with open(stdin_path, "rb") as stdin:
         start = clock()
         proc = subprocess.run(cmd, stdin=stdin, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                              env=env, cwd=ROOT)
+                              env=env, cwd=NEUTRAL)
         elapsed = clock() - start
     return elapsed, proc.returncode, proc.stderr.decode(errors="replace")
 
@@ -544,7 +547,7 @@ def _validate_cli(cli: list[str], values: np.ndarray, workdir: str, env: dict) -
     _write_lines(path, values)
     with open(path, "rb") as stdin:
         proc = subprocess.run(cli + ["label", "--batch-size", "1024"], stdin=stdin, capture_output=True,
-                              env=env, cwd=ROOT, timeout=300)
+                              env=env, cwd=NEUTRAL, timeout=300)
     lines = proc.stdout.decode(errors="replace").splitlines()
     if proc.returncode != 0:
         return f"check run on {len(values)} lines exited {proc.returncode}"
@@ -571,7 +574,7 @@ def bench_memory(report: Report, sizes: Sizes, workdir: str, cli: list[str] | No
         measured = [sys.executable, wrapper, out, module]
         try:
             subprocess.run(measured + ["--help"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                           env=env, cwd=ROOT, timeout=120)
+                           env=env, cwd=NEUTRAL, timeout=120)
             with open(out) as f:
                 baseline = int(f.read())
         except (OSError, ValueError, subprocess.SubprocessError):
@@ -614,9 +617,9 @@ def _piped_peak_rss(gen_cmd: list[str], label_cmd: list[str], env: dict, out: st
     if os.path.exists(out):
         os.remove(out)
     start = clock()
-    gen = subprocess.Popen(gen_cmd, stdout=subprocess.PIPE, env=env, cwd=ROOT)
+    gen = subprocess.Popen(gen_cmd, stdout=subprocess.PIPE, env=env, cwd=NEUTRAL)
     label = subprocess.Popen(label_cmd, stdin=gen.stdout, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.PIPE, env=env, cwd=ROOT)
+                             stderr=subprocess.PIPE, env=env, cwd=NEUTRAL)
     gen.stdout.close()
     err = label.stderr.read()
     label.wait()
@@ -718,6 +721,39 @@ def _plot_scaling(results, path: str) -> str:
     return f"![time per point against K and D]({os.path.basename(path)})"
 
 
+# ---------------------------------------------------------------------------------- before/after
+
+
+def read_summary(path: str) -> tuple[str, dict]:
+    """The summary rows of an earlier report: {(comparison, case): (ours, ratio)}, and its header line."""
+    rows, title, inside = {}, "", False
+    with open(path) as f:
+        for line in f:
+            if line.startswith("`python benchmarks/run.py"):
+                title = line.strip()
+            if line.startswith("## "):
+                inside = line.strip() == "## Summary"
+                continue
+            if inside and line.startswith("| ") and not line.startswith("| comparison"):
+                cells = [c.strip() for c in line.strip().strip("|").split("|")]
+                if len(cells) >= 5:
+                    rows[(cells[0], cells[1])] = (cells[2], cells[4])
+    return title, rows
+
+
+def before_after(report: Report, path: str) -> list[str]:
+    title, before = read_summary(path)
+    rows = []
+    for r in report.summary:
+        old = before.get((r.comparison, r.case))
+        after = "n/a" if r.ratio is None else f"{r.ratio:.2f}"
+        ours = r.ours + (f" ({r.extra})" if r.extra else "")
+        rows.append([r.comparison, r.case, old[0] if old else "-", ours, old[1] if old else "-", after, r.target])
+    return [f"Ratios of the run this report comes from, next to those of an earlier run ({title or path})."
+            " Same data, same harness.", ""] + table(
+        ["comparison", "case", "ours before", "ours after", "ratio before", "ratio after", "target"], rows)
+
+
 # ---------------------------------------------------------------------------------- main
 
 
@@ -733,6 +769,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--blas-threads", type=int,
                         help="cap BLAS threads (threadpoolctl) for every in-process measurement, both sides "
                         "alike; default: as the environment has them")
+    parser.add_argument("--before", help="an earlier report (--output) to set the ratios beside")
     parser.add_argument("--only", action="append", choices=SECTIONS,
                         help="run only these sections (repeatable; 'minibatch' includes the limit)")
     args = parser.parse_args(argv)
@@ -749,6 +786,7 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()
     machine = machine_description()
     print("# online_em benchmarks\n")
+    machine.append(f"- online_em imported from: {PACKAGE}")
     print("\n".join(machine), flush=True)
 
     if "per_point" in only:
@@ -792,10 +830,16 @@ def main(argv: list[str] | None = None) -> int:
     print("\n## Summary\n")
     print("\n".join(summary))
     print(f"\n{elapsed:.1f} s in all", flush=True)
+    comparison = before_after(report, args.before) if args.before else []
+    if comparison:
+        print("\n## Before and after\n")
+        print("\n".join(comparison))
     if args.output:
         document = header + ["", "## Summary", "", "Medians of interleaved repeats; every ratio is "
                              "oriented so that higher is better for us, except memory (lower is better).",
                              "", *summary]
+        if comparison:
+            document += ["", "## Before and after", "", *comparison]
         for title, lines in report.sections:
             document += ["", f"## {title}", "", *lines]
         with open(args.output, "w") as f:

@@ -10,7 +10,7 @@ import numpy as np
 from river import base
 
 from . import fastpath, init, steps
-from .stats import COLLAPSE_WEIGHT, MixtureParameters, SufficientStatistics, check_covariance_type
+from .stats import AVERAGE_EVERY, COLLAPSE_WEIGHT, MixtureParameters, SufficientStatistics, check_covariance_type
 
 __all__ = ["OnlineGaussianMixture"]
 
@@ -151,12 +151,13 @@ class OnlineGaussianMixture(base.Clusterer):
         self._stats: SufficientStatistics | None = None  # the iterate (running averages)
         self._average: SufficientStatistics | None = None  # Polyak average of the iterates
         self._n_averaged = 0
+        self._pending_average = 0  # points learned since the average last took in the iterate
         self._t = 0
         self._n_reseeds = 0
         self._params: MixtureParameters | None = None  # cache: parameters of the iterate
         self._reported: MixtureParameters | None = None  # cache: parameters reported
         # While set, the plain-Python engine holds the live state of runs of one-point calls.
-        self._engine: fastpath.DiagonalEngine | None = None
+        self._engine: fastpath.ScalarEngine | fastpath.DiagonalEngine | None = None
         # Provisional fits used during the warm-up, by buffer length; derivable from the buffer.
         self._provisional_cache: dict[int, MixtureParameters] = {}
 
@@ -228,22 +229,57 @@ class OnlineGaussianMixture(base.Clusterer):
         """Update the model with one point."""
         if self._features is None:
             self._set_features(x)
-        row = self._row(x)
-        if not all(-MAX_ABS_VALUE <= v <= MAX_ABS_VALUE for v in row):
-            raise ValueError(f"features must be finite and within ±{MAX_ABS_VALUE:g}, got {x!r}")
+        self._learn_row(self._row(x), x, predict=False)
+
+    def learn_predict_one(self, x: dict) -> int:
+        """Predict the component of x, then learn x: the labeler's step, with one E-step less
+        than `predict_one` then `learn_one` where the parameters predicted with are the iterate."""
+        engine = self._engine
+        if engine is not None:  # the fast path, inlined
+            row = self._row(x)
+            for v in row:
+                if not -MAX_ABS_VALUE <= v <= MAX_ABS_VALUE:
+                    break
+            else:
+                label = engine.learn_predict(row)
+                if label >= 0:
+                    return label
+                self._sync()
+                self._repair(np.array([row]))
+                return -1 - label
+        if self._features is None:
+            self._set_features(x)
+            label = self.predict_one(x)
+        elif self._engine is None:
+            label = self.predict_one(x)
+        else:
+            label = None
+        result = self._learn_row(self._row(x), x)
+        return label if label is not None else result
+
+    def _learn_row(self, row: list[float], x: dict, predict: bool = True) -> int | None:
+        """Learn one row; with the plain-Python engine and `predict`, return the label it
+        predicted first."""
+        for v in row:
+            if not -MAX_ABS_VALUE <= v <= MAX_ABS_VALUE:
+                raise ValueError(f"features must be finite and within ±{MAX_ABS_VALUE:g}, got {x!r}")
         engine = self._engine or self._start_engine()
         if engine is None:
             self._learn_matrix(np.array([row]))
-        elif not engine.learn(row):
+            return None
+        label = engine.learn_predict(row, predict)
+        if label < 0:  # a component collapsed: repair it with arrays
             self._sync()
             self._repair(np.array([row]))
+            label = -1 - label
+        return label
 
-    def _start_engine(self) -> fastpath.DiagonalEngine | None:
-        """Hand the state to the plain-Python engine when the model has a diagonal structure."""
+    def _start_engine(self):
+        """Hand the state to a plain-Python engine when the model's structure allows one."""
         if self._stats is None or not fastpath.supports(self.covariance_type, len(self._features)):
             return None
-        self._engine = fastpath.DiagonalEngine(
-            self._stats, self._average, self._n_averaged, self._t,
+        self._engine = fastpath.make_engine(
+            self._stats, self._average, self._n_averaged, self._pending_average, self._t,
             self.alpha, self.reg_covar, self.average_after,
         )
         return self._engine
@@ -252,7 +288,7 @@ class OnlineGaussianMixture(base.Clusterer):
         """Take the live state back from the plain-Python engine, as arrays."""
         if self._engine is None:
             return
-        self._stats, self._average, self._n_averaged, self._t = self._engine.export()
+        (self._stats, self._average, self._n_averaged, self._pending_average, self._t) = self._engine.export()
         self._engine = None
         self._params = self._stats.to_parameters(self.reg_covar)
         self._reported = None
@@ -267,12 +303,6 @@ class OnlineGaussianMixture(base.Clusterer):
         self._check_finite(matrix)
         self._sync()
         self._learn_matrix(matrix)
-
-    def learn_predict_one(self, x: dict) -> int:
-        """Predict the component of x, then learn x: the labeler's step."""
-        label = self.predict_one(x)
-        self.learn_one(x)
-        return label
 
     def _learn_matrix(self, X: np.ndarray) -> None:
         if len(X) == 0:
@@ -350,23 +380,31 @@ class OnlineGaussianMixture(base.Clusterer):
         self._stats.blend(batch, steps.batch_step(self._t, m, self.alpha))
         self._t += m
         self._params = self._stats.to_parameters(self.reg_covar)
+        if self._average is None:
+            self._reported = None  # the iterate is what is reported
         self._accumulate_average(m)
-        self._reported = None
         self._repair(X)
 
     def _accumulate_average(self, m: int) -> None:
+        """Polyak averaging: from `average_after` points on, the average takes in the iterate
+        (weighted by the points since it last did) every AVERAGE_EVERY points or more."""
         if self.average_after is None or self._t < self.average_after:
             return
         if self._average is None:
             self._average = self._stats.copy()
-            self._n_averaged = m
-            return
-        self._n_averaged += m
-        share = m / self._n_averaged
-        average, stats = self._average, self._stats
-        average.s0 += share * (stats.s0 - average.s0)
-        average.s1 += share * (stats.s1 - average.s1)
-        average.s2 += share * (stats.s2 - average.s2)
+            self._n_averaged, self._pending_average = m, 0
+        else:
+            self._pending_average += m
+            if self._pending_average < AVERAGE_EVERY:
+                return
+            self._n_averaged += self._pending_average
+            share = self._pending_average / self._n_averaged
+            self._pending_average = 0
+            average, stats = self._average, self._stats
+            average.s0 += share * (stats.s0 - average.s0)
+            average.s1 += share * (stats.s1 - average.s1)
+            average.s2 += share * (stats.s2 - average.s2)
+        self._reported = None
 
     def _repair(self, X: np.ndarray | None = None) -> None:
         """Re-seed every component whose weight collapsed: on the worst-explained row of X, or
@@ -394,7 +432,7 @@ class OnlineGaussianMixture(base.Clusterer):
         alive = np.arange(self.n_components) != k
         cov_type = self.covariance_type
         if cov_type == "tied":
-            spread = None
+            spread = params.covariances
         else:
             spread = np.average(params.covariances[alive], axis=0, weights=params.weights[alive] + 1e-300)
         for stats in filter(None, (self._stats, self._average)):
@@ -405,7 +443,10 @@ class OnlineGaussianMixture(base.Clusterer):
             mass = share * total
             stats.s0[k] = mass
             stats.s1[k] = mass * d
-            if cov_type == "full":
+            if cov_type == "tied":  # s2 is the total scatter: add that of the new component's mass
+                stats.s2 *= 1.0 - share
+                stats.s2 += mass * (spread + np.outer(d, d))
+            elif cov_type == "full":
                 stats.s2 *= 1.0 - share
                 stats.s2[k] = mass * (spread + np.outer(d, d))
             elif cov_type == "diag":
@@ -414,7 +455,6 @@ class OnlineGaussianMixture(base.Clusterer):
             elif cov_type == "spherical":
                 stats.s2 *= 1.0 - share
                 stats.s2[k] = mass * (spread * len(d) + d @ d)
-            # tied: s2 is the total scatter about the shift, independent of the responsibilities.
         self._params = self._stats.to_parameters(self.reg_covar)
 
     # ------------------------------------------------------------------ persistence

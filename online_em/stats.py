@@ -40,6 +40,9 @@ _TINY_MASS = 10.0 * np.finfo(np.float64).eps
 # Full and tied covariances also get this fraction of their largest variance on the diagonal, so
 # that they stay positive definite in float64 whatever the data's scale (reg_covar is absolute).
 RELATIVE_COVARIANCE_FLOOR = 1e-10
+# The Polyak average takes in the iterate every this many points (batches count their size), so
+# that one-point learning does not pay for averaging and re-deriving parameters at every point.
+AVERAGE_EVERY = 16
 # A component whose weight falls below this is dead: the model re-seeds it on a poorly explained point.
 COLLAPSE_WEIGHT = 1e-5
 
@@ -270,18 +273,18 @@ class MixtureParameters:
         means = np.asarray(means, dtype=np.float64)
         shift = np.zeros(means.shape[1]) if shift is None else np.asarray(shift, dtype=np.float64)
         covariances = np.asarray(covariances, dtype=np.float64)
-        if covariance_type in ("full", "tied"):
+        if covariance_type in ("full", "tied") and means.shape[1]:
             diagonal = np.diagonal(covariances, axis1=-2, axis2=-1)
             covariances = covariances + (RELATIVE_COVARIANCE_FLOOR * diagonal.max(axis=-1))[..., None, None] * np.eye(
                 means.shape[1]
             )
+        if covariance_type in ("full", "tied"):
             chol = _cholesky_full(covariances, reg_covar)
             eye = np.broadcast_to(np.eye(means.shape[1]), chol.shape)
             # precision = (L L^T)^-1 = L^-T L^-1, so its upper factor is L^-T.
             prec_chol = np.swapaxes(np.linalg.solve(chol, eye), -1, -2)
             log_det = np.log(np.diagonal(prec_chol, axis1=-2, axis2=-1)).sum(axis=-1)
-            if covariance_type == "full":
-                covariances = np.matmul(chol, np.swapaxes(chol, -1, -2))
+            covariances = np.matmul(chol, np.swapaxes(chol, -1, -2))  # as repaired, if it was
         else:
             covariances = np.maximum(covariances, np.finfo(np.float64).tiny)
             prec_chol = 1.0 / np.sqrt(covariances)

@@ -201,7 +201,7 @@ def bench_per_point(report: Report, sizes: Sizes) -> None:
             return clock() - start
 
         times = interleave({"kmeans": kmeans, "ours": ours, "ours_lp": ours_lp}, sizes.per_point_repeats,
-                           budget=sizes.case_budget, min_repeats=3)
+                           budget=sizes.case_budget, min_repeats=2)
         counts.append(rounds(times))
         rate = {side: len(stream) / median(ts) for side, ts in times.items()}
         for side, label in (("ours", "learn_one + predict_one"), ("ours_lp", "learn_predict_one")):

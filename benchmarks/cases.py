@@ -128,14 +128,17 @@ class BareEStep:
     def kernels(self) -> tuple[str, ...]:
         return ("gemm", "stacked") if self.kind == "full" else ("gemm", "direct")
 
-    def tune(self, X: np.ndarray, tries: int = 5) -> str:
-        """Keep the kernel that is fastest on X (best of `tries` each, interleaved)."""
+    def tune(self, chunks: list[np.ndarray], tries: int = 5) -> str:
+        """Keep the kernel that is fastest on the first few chunks (best of `tries` each,
+        interleaved, so that a burst of load elsewhere does not pick the loser)."""
+        sample = chunks[:4]
         best = {name: float("inf") for name in self.kernels()}
         for _ in range(tries):
             for name in best:
                 self.kernel = name
                 start = time.perf_counter()
-                self.responsibilities(X)
+                for X in sample:
+                    self.responsibilities(X)
                 best[name] = min(best[name], time.perf_counter() - start)
         self.kernel = min(best, key=best.get)
         return self.kernel

@@ -323,7 +323,7 @@ def bench_limit(report: Report, sizes: Sizes, fitted: list) -> None:
         reference = np.exp(params.log_responsibilities(chunks[0])[0])
         check = max(float(np.abs(bare.responsibilities(chunks[0]) - reference).max())
                     for bare.kernel in bare.kernels())
-        kernel = bare.tune(chunks[0])
+        kernel = bare.tune(chunks)
 
         def ours(chunks=chunks, K=K, cov=cov):
             model = OnlineGaussianMixture(n_components=K, covariance_type=cov, seed=0)
@@ -652,7 +652,7 @@ def bench_scaling(report: Report, sizes: Sizes, plot_path: str | None) -> None:
                 model.learn_many(chunk)
             chunks = batches(X[2 * BATCH:], BATCH)
             bare = BareEStep(model.parameters_for_e_step)
-            kernel = bare.tune(chunks[0])
+            kernel = bare.tune(chunks)
 
             def learn(chunks=chunks, model=model):
                 start = clock()

@@ -21,25 +21,44 @@ vectorised path, so the two agree to rounding. The model hands its state to an e
 from __future__ import annotations
 
 import math
+from operator import mul, sub
 
 import numpy as np
 
-from .stats import _TINY_MASS, AVERAGE_EVERY, COLLAPSE_WEIGHT, SufficientStatistics
+from .stats import (
+    _TINY_MASS,
+    AVERAGE_EVERY,
+    COLLAPSE_WEIGHT,
+    RELATIVE_COVARIANCE_FLOOR,
+    SufficientStatistics,
+    _cholesky_full,
+)
 
-__all__ = ["supports", "make_engine", "ScalarEngine", "DiagonalEngine"]
+__all__ = ["supports", "make_engine", "ScalarEngine", "DiagonalEngine", "FullEngine"]
+
+# Up to this many features, full covariances are faster in plain Python than through numpy.
+MAX_FULL_FEATURES = 8
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 _TINY = 2.2250738585072014e-308  # smallest normal float64: the floor of a variance
 
 
 def supports(covariance_type: str, n_features: int) -> bool:
-    """Whether a plain-Python engine handles this model: diagonal structures, or one feature."""
-    return covariance_type in ("diag", "spherical") or (covariance_type == "full" and n_features == 1)
+    """Whether a plain-Python engine handles this model: diagonal structures, or full covariances
+    in at most MAX_FULL_FEATURES dimensions."""
+    return covariance_type in ("diag", "spherical") or (
+        covariance_type == "full" and n_features <= MAX_FULL_FEATURES
+    )
 
 
 def make_engine(stats, average, n_averaged, pending, t, alpha, reg_covar, average_after):
     """The engine for the model's structure, holding a copy of its state."""
-    engine_class = ScalarEngine if stats.n_features == 1 else DiagonalEngine
+    if stats.n_features == 1:
+        engine_class = ScalarEngine
+    elif stats.covariance_type == "full":
+        engine_class = FullEngine
+    else:
+        engine_class = DiagonalEngine
     return engine_class(stats, average, n_averaged, pending, t, alpha, reg_covar, average_after)
 
 
@@ -99,6 +118,7 @@ class _Engine:
     @staticmethod
     def _copy(values):
         return [list(v) if isinstance(v, list) else v for v in values]
+
 
     def _healthy(self) -> bool:
         s0 = self.s0
@@ -218,122 +238,263 @@ class ScalarEngine(_Engine):
             a2[k] += share * (self.s2[k] - a2[k])
 
 
-class DiagonalEngine(_Engine):
-    """Several features with diagonal or spherical covariances: lists of D floats per component."""
+# A component whose parameters would move by less than this (relative) in an update keeps its
+# cached factors; the neglected changes are summed and the factors refreshed before their total
+# reaches REFRESH_AFTER. The statistics themselves are always updated exactly.
+NEGLIGIBLE_CHANGE = 1e-14
+REFRESH_AFTER = 1e-11
 
-    __slots__ = ()
 
-    @property
-    def spherical(self) -> bool:
-        return self.covariance_type == "spherical"
+class _MultiEngine(_Engine):
+    """Several features: per component, a constant, a mean and what gives the Mahalanobis
+    distance, refreshed only for the components an update really moves."""
 
-    def _lists(self, stats):
-        return stats.s0.tolist(), stats.s1.tolist(), stats.s2.tolist()
+    __slots__ = ("neglected",)
 
-    def _arrays(self, s0, s1, s2):
-        return SufficientStatistics(
-            self.covariance_type, np.array(self.shift), np.array(s0), np.array(s1), np.array(s2), 1.0
-        )
-
-    def _parameters(self, s0, s1, s2):
-        """([(constant, centred mean, half precisions) per component], log total mass), with
-        log w_k N(x) = constant_k - sum_d half_precision_d (x_d - mean_d)^2 - log total mass."""
-        D = len(self.shift)
-        reg = self.reg_covar
-        log = math.log
-        masses = [m + _TINY_MASS for m in s0]
-        params = []
-        spherical = self.spherical
-        for mass, first, second in zip(masses, s1, s2):
-            mean = [v / mass for v in first]
-            if spherical:
-                var = (second / mass - sum([m * m for m in mean])) / D
-                var = (var if var > 0.0 else 0.0) + reg
-                if var < _TINY:
-                    var = _TINY
-                half_log_prec = -0.5 * D * log(var)
-                half_precs = [0.5 / var] * D
-            else:
-                half_precs = []
-                half_log_prec = 0.0
-                for sq, m in zip(second, mean):
-                    var = sq / mass - m * m
-                    var = (var if var > 0.0 else 0.0) + reg
-                    if var < _TINY:
-                        var = _TINY
-                    half_precs.append(0.5 / var)
-                    half_log_prec -= 0.5 * log(var)
-            params.append((log(mass) + half_log_prec - D * _HALF_LOG_2PI, mean, half_precs))
-        return params, log(sum(masses))
+    def _component(self, m0, first, second):
+        """(constant less log mass, centred mean, what `_mahalanobis` needs)."""
+        raise NotImplementedError
 
     @staticmethod
-    def _weighted_log_probs(params, xc):
-        """Unnormalised: the log total mass is left out (it cancels in labels and probabilities)."""
-        out = []
-        for constant, mean, half_precs in params[0]:
-            maha = 0.0
-            for v, m, h in zip(xc, mean, half_precs):
-                d = v - m
-                maha += d * d * h
-            out.append(constant - maha)
-        return out
+    def _mahalanobis(component, xc) -> float:
+        raise NotImplementedError
+
+    @staticmethod
+    def _products(xc) -> list[float]:
+        """The per-point second-moment statistic, as a list."""
+        raise NotImplementedError
+
+    def _parameters(self, s0, s1, s2):
+        """(components, log masses, log total mass)."""
+        components = [self._component(m0, first, second) for m0, first, second in zip(s0, s1, s2)]
+        log_masses = [math.log(m + _TINY_MASS) for m in s0]
+        self.neglected = [0.0] * len(s0)
+        return components, log_masses, math.log(sum(m + _TINY_MASS for m in s0))
+
+    def _unnormalised(self, params, xc):
+        components, log_masses, _ = params
+        mahalanobis = self._mahalanobis
+        return [lm + c[0] - 0.5 * mahalanobis(c, xc) for c, lm in zip(components, log_masses)]
 
     def weighted_log_probs(self, row):
         params = self.reported or self.iterate
-        xc = [v - c for v, c in zip(row, self.shift)]
-        return [v - params[1] for v in self._weighted_log_probs(params, xc)]
+        xc = list(map(sub, row, self.shift))
+        return [v - params[2] for v in self._unnormalised(params, xc)]
 
     def predict(self, row) -> int:
-        xc = [v - c for v, c in zip(row, self.shift)]
-        wlp = self._weighted_log_probs(self.reported or self.iterate, xc)
+        wlp = self._unnormalised(self.reported or self.iterate, list(map(sub, row, self.shift)))
         return wlp.index(max(wlp))
 
     def learn_predict(self, row, predict: bool = True) -> int:
         """The label under the reported parameters (0 unless `predict`), then one update;
         -1 - label if a component collapsed (the model then repairs it)."""
-        xc = [v - c for v, c in zip(row, self.shift)]
-        wlp = self._weighted_log_probs(self.iterate, xc)
+        xc = list(map(sub, row, self.shift))
+        components = self.iterate[0]
+        s0, s1, s2 = self.s0, self.s1, self.s2
+        log = math.log
+        mahalanobis = [self._mahalanobis(c, xc) for c in components]
+        wlp = [log(m + _TINY_MASS) + c[0] - 0.5 * d for m, c, d in zip(s0, components, mahalanobis)]
         top = max(wlp)
         if not predict:
             label = 0
         elif self.reported is None:
             label = wlp.index(top)
         else:
-            reported = self._weighted_log_probs(self.reported, xc)
-            label = reported.index(max(reported))
+            guess = self._unnormalised(self.reported, xc)
+            label = guess.index(max(guess))
         exp = math.exp
-        log_norm = math.log(sum([exp(v - top) for v in wlp])) + top
-
+        weights = [exp(v - top) for v in wlp]
         t = self.t = self.t + 1
         step = t**-self.alpha
         keep = 1.0 - step
-        s0, s1, s2 = self.s0, self.s1, self.s2
-        if self.spherical:
-            sq = sum([v * v for v in xc])
-            for k, v in enumerate(wlp):
-                take = step * exp(v - log_norm)
-                s0[k] = s0[k] * keep + take
-                s1[k] = [a * keep + take * b for a, b in zip(s1[k], xc)]
-                s2[k] = s2[k] * keep + take * sq
-        else:
-            squares = [v * v for v in xc]
-            for k, v in enumerate(wlp):
-                take = step * exp(v - log_norm)
-                s0[k] = s0[k] * keep + take
-                s1[k] = [a * keep + take * b for a, b in zip(s1[k], xc)]
-                s2[k] = [a * keep + take * b for a, b in zip(s2[k], squares)]
-        self.iterate = self._parameters(s0, s1, s2)
+        scale = step / sum(weights)
+        products = self._products(xc)
+        neglected = self.neglected
+        for k, weight in enumerate(weights):
+            take = scale * weight
+            s0[k] = mass = s0[k] * keep + take
+            s1[k] = [a * keep + take * b for a, b in zip(s1[k], xc)]
+            s2[k] = [a * keep + take * b for a, b in zip(s2[k], products)]
+            # Relative move of the mean and covariance: b (1 + Mahalanobis), b = take / mass.
+            change = take / (mass + _TINY_MASS) * (1.0 + mahalanobis[k])
+            if change > NEGLIGIBLE_CHANGE or neglected[k] + change > REFRESH_AFTER:
+                components[k] = self._component(mass, s1[k], s2[k])
+                neglected[k] = 0.0
+            else:
+                neglected[k] += change
+        self.iterate = (
+            components,
+            [log(m + _TINY_MASS) for m in s0],
+            log(sum(m + _TINY_MASS for m in s0)),
+        )
         if self.average_after is not None and t >= self.average_after:
-            self._average()
-        return label if self._healthy() else -1 - label
+            if self.avg is not None and self.pending < AVERAGE_EVERY - 1:
+                self.pending += 1  # what _average would do, without the call
+            else:
+                self._average()
+        return label if min(s0) >= COLLAPSE_WEIGHT * sum(s0) else -1 - label
+
+    def _average(self) -> None:
+        neglected = self.neglected
+        super()._average()
+        self.neglected = neglected  # refreshing the average's parameters leaves the iterate's alone
 
     def _blend_average(self, share):
         a0, a1, a2 = self.avg
-        spherical = self.spherical
         for k in range(len(a0)):
             a0[k] += share * (self.s0[k] - a0[k])
             a1[k] = [a + share * (s - a) for a, s in zip(a1[k], self.s1[k])]
-            if spherical:
-                a2[k] += share * (self.s2[k] - a2[k])
-            else:
-                a2[k] = [a + share * (s - a) for a, s in zip(a2[k], self.s2[k])]
+            a2[k] = [a + share * (s - a) for a, s in zip(a2[k], self.s2[k])]
+
+
+class DiagonalEngine(_MultiEngine):
+    """Diagonal or spherical covariances: D variances (or one) per component, in plain Python.
+    A spherical component's second moment is kept as a one-element list."""
+
+    __slots__ = ()
+
+    def _lists(self, stats):
+        s2 = stats.s2[:, None] if stats.covariance_type == "spherical" else stats.s2
+        return stats.s0.tolist(), stats.s1.tolist(), s2.tolist()
+
+    def _arrays(self, s0, s1, s2):
+        s2 = np.array(s2, dtype=np.float64)
+        if self.covariance_type == "spherical":
+            s2 = s2[:, 0]
+        return SufficientStatistics(
+            self.covariance_type, np.array(self.shift), np.array(s0), np.array(s1), s2, 1.0
+        )
+
+    def _products(self, xc):
+        if self.covariance_type == "spherical":
+            return [sum(map(mul, xc, xc))]
+        return list(map(mul, xc, xc))
+
+    def _component(self, m0, first, second):
+        """(constant less log mass, centred mean, precisions)."""
+        D = len(first)
+        reg = self.reg_covar
+        log = math.log
+        mass = m0 + _TINY_MASS
+        mean = [v / mass for v in first]
+        if self.covariance_type == "spherical":
+            var = (second[0] / mass - sum(map(mul, mean, mean))) / D
+            var = (var if var > 0.0 else 0.0) + reg
+            if var < _TINY:
+                var = _TINY
+            return (-0.5 * D * log(var) - D * _HALF_LOG_2PI, mean, [1.0 / var] * D)
+        precisions = []
+        half_log_precision = 0.0
+        for sq, m in zip(second, mean):
+            var = sq / mass - m * m
+            var = (var if var > 0.0 else 0.0) + reg
+            if var < _TINY:
+                var = _TINY
+            precisions.append(1.0 / var)
+            half_log_precision -= 0.5 * log(var)
+        return (half_log_precision - D * _HALF_LOG_2PI, mean, precisions)
+
+    @staticmethod
+    def _mahalanobis(component, xc):
+        d = list(map(sub, xc, component[1]))
+        return sum(map(mul, map(mul, d, d), component[2]))
+
+
+class FullEngine(_MultiEngine):
+    """Full covariances in a few dimensions: lower triangles as flat lists, Cholesky factors and
+    their inverses in plain Python."""
+
+    __slots__ = ()
+
+    def _lists(self, stats):
+        rows, cols = np.tril_indices(stats.n_features)
+        return stats.s0.tolist(), stats.s1.tolist(), stats.s2[:, rows, cols].tolist()
+
+    def _arrays(self, s0, s1, s2):
+        D = len(self.shift)
+        rows, cols = np.tril_indices(D)
+        lower = np.array(s2, dtype=np.float64)
+        full = np.zeros((len(s0), D, D))
+        full[:, rows, cols] = lower
+        full[:, cols, rows] = lower
+        return SufficientStatistics(
+            self.covariance_type, np.array(self.shift), np.array(s0), np.array(s1), full, 1.0
+        )
+
+    @staticmethod
+    def _products(xc):
+        D = len(xc)
+        return [xc[i] * xc[j] for i in range(D) for j in range(i + 1)]
+
+    def _component(self, m0, first, second):
+        """(constant less log mass, centred mean, rows of W = L^-1 for the Cholesky factor L)."""
+        D = len(first)
+        mass = m0 + _TINY_MASS
+        mean = [v / mass for v in first]
+        reg = self.reg_covar
+        cov = []
+        p = 0
+        top = 0.0
+        for i in range(D):
+            mi = mean[i]
+            for j in range(i + 1):
+                c = second[p] / mass - mi * mean[j]
+                if i == j:
+                    c += reg
+                    if c > top:
+                        top = c
+                cov.append(c)
+                p += 1
+        floor = RELATIVE_COVARIANCE_FLOOR * top
+        rows, inverse_diagonal = [], []
+        log_det = 0.0
+        sqrt = math.sqrt
+        p = 0
+        for i in range(D):
+            row = []
+            for j in range(i):  # row has j entries so far: map stops there
+                row.append((cov[p] - sum(map(mul, row, rows[j]))) * inverse_diagonal[j])
+                p += 1
+            s = cov[p] - sum(map(mul, row, row)) + floor
+            p += 1
+            if not s > 0.0:
+                return self._repaired_component(mean, cov, floor)
+            root = sqrt(s)
+            row.append(root)
+            inverse_diagonal.append(1.0 / root)
+            log_det += math.log(root)
+            rows.append(row)
+        # W = L^-1 (lower triangular), so that the Mahalanobis distance is |W (x - mean)|^2;
+        # columns[j] holds W[j:, j] as it is built.
+        inverse = []
+        columns = []
+        for i in range(D):
+            row = rows[i]
+            scale = -inverse_diagonal[i]
+            w = [sum(map(mul, row[j:i], columns[j])) * scale for j in range(i)]
+            w.append(inverse_diagonal[i])
+            for j in range(i):
+                columns[j].append(w[j])
+            columns.append([inverse_diagonal[i]])
+            inverse.append(w)
+        return (-log_det - D * _HALF_LOG_2PI, mean, inverse)
+
+    def _repaired_component(self, mean, cov, floor):
+        """A factor through the vectorised path's repair (eigenvalues clipped), as it would do."""
+        D = len(mean)
+        rows, cols = np.tril_indices(D)
+        matrix = np.zeros((D, D))
+        matrix[rows, cols] = cov
+        matrix[cols, rows] = cov
+        matrix[np.arange(D), np.arange(D)] += floor
+        chol = _cholesky_full(matrix[None], self.reg_covar)[0]
+        inverse = np.linalg.inv(chol)
+        log_det = float(np.log(np.diag(chol)).sum())
+        return (-log_det - D * _HALF_LOG_2PI, mean, [inverse[i, : i + 1].tolist() for i in range(D)])
+
+    @staticmethod
+    def _mahalanobis(component, xc):
+        """|W (x - mean)|^2, a dot product per row of W (map and sum run in C)."""
+        d = list(map(sub, xc, component[1]))
+        z = [sum(map(mul, row, d)) for row in component[2]]
+        return sum(map(mul, z, z))

@@ -18,10 +18,10 @@ def _numpy_only(model: OnlineGaussianMixture) -> OnlineGaussianMixture:
 
 @pytest.mark.parametrize(
     "covariance_type, n_features",
-    [("diag", 1), ("diag", 5), ("spherical", 3), ("full", 1)],
+    [("diag", 1), ("diag", 5), ("spherical", 3), ("full", 1), ("full", 3), ("full", 8)],
 )
 def test_engine_matches_the_numpy_path(covariance_type, n_features):
-    X, _ = synthetic_mixture(3000, n_features, 3, "diag", seed=n_features)
+    X, _ = synthetic_mixture(3000, n_features, 3, "full" if covariance_type == "full" else "diag", seed=n_features)
     fast = OnlineGaussianMixture(3, covariance_type=covariance_type, warm_up=200, average_after=1000, seed=0)
     slow = _numpy_only(OnlineGaussianMixture(3, covariance_type=covariance_type, warm_up=200, average_after=1000, seed=0))
     assert fastpath.supports(covariance_type, n_features)
@@ -61,6 +61,21 @@ def test_switching_between_one_point_and_batch_calls_loses_nothing():
     np.testing.assert_allclose(mixed.covariances_, slow.covariances_, rtol=1e-7)
 
 
-def test_full_covariance_in_several_dimensions_uses_numpy():
-    assert not fastpath.supports("full", 2)
+def test_structures_without_an_engine_use_numpy():
+    assert not fastpath.supports("full", fastpath.MAX_FULL_FEATURES + 1)
     assert not fastpath.supports("tied", 1)
+
+
+def test_full_engine_refreshes_every_component_it_moves():
+    """Skipping negligible refreshes never lets a cached factor drift from the statistics."""
+    X, _ = synthetic_mixture(6000, 3, 3, "full", seed=4)
+    model = OnlineGaussianMixture(3, warm_up=300, seed=0)
+    for row in X.tolist():
+        model.learn_one(dict(enumerate(row)))
+    engine = model._engine
+    assert isinstance(engine, fastpath.FullEngine)
+    fresh = engine._parameters(engine.s0, engine.s1, engine.s2)[0]
+    for cached, exact in zip(engine.iterate[0], fresh):
+        np.testing.assert_allclose(cached[1], exact[1], rtol=1e-9, atol=1e-12)
+        for a, b in zip(cached[2], exact[2]):
+            np.testing.assert_allclose(a, b, rtol=1e-9)

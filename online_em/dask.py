@@ -82,16 +82,15 @@ def _block_statistics(block: typing.Any, payload: tuple, skip: int, index: int) 
 
     The first `skip` rows (those the model was initialised on) are left out.
     """
-    params, shift, covariance_type, features = payload
+    params, features = payload
     X = _as_matrix(block, features)[skip:]
     if not np.isfinite(X).all():
         row = int(np.argwhere(~np.isfinite(X))[0, 0])
         raise ValueError(
             f"block {index}, row {row + skip} has a value that is not finite: {X[row].tolist()}"
         )
-    # The same two lines as OnlineGaussianMixture.expected_statistics, so the sums agree exactly.
-    log_resp, _ = params.log_responsibilities(X)
-    return SufficientStatistics.from_batch(X, np.exp(log_resp), shift, covariance_type)
+    # The same method as OnlineGaussianMixture.expected_statistics, so the sums agree exactly.
+    return params.expected_statistics(X)
 
 
 def _merge_all(*parts: SufficientStatistics) -> SufficientStatistics:
@@ -173,7 +172,7 @@ def _initialise(model: OnlineGaussianMixture, blocks: list, features: list | Non
     for i, block in enumerate(blocks):
         if model.is_initialised:
             break
-        needed = model.warm_up - len(model._buffer)
+        needed = model.warm_up_remaining
         head = _compute(client, dask.delayed(_head, pure=False)(block, features, needed))
         consumed[i] = len(head)
         if len(head):
@@ -227,12 +226,7 @@ def partial_fit(
         return model
     for start in range(0, len(blocks), blocks_per_batch):
         group = range(start, min(start + blocks_per_batch, len(blocks)))
-        payload = (
-            model.parameters_for_e_step,
-            model._stats.shift.copy(),
-            model.covariance_type,
-            features,
-        )
+        payload = (model.parameters_for_e_step, features)
         # One literal per mini-batch: the parameters travel once to the workers, not the data back.
         shared = dask.delayed(payload, traverse=False)
         parts = [

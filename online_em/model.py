@@ -216,6 +216,8 @@ class OnlineGaussianMixture(base.Clusterer):
 
     @staticmethod
     def _check_finite(matrix: np.ndarray) -> None:
+        if matrix.size == 0 or (matrix.max() <= MAX_ABS_VALUE and matrix.min() >= -MAX_ABS_VALUE):
+            return  # two reductions, no copy; NaN fails both comparisons
         bad = ~(np.abs(matrix) <= MAX_ABS_VALUE)
         if bad.any():
             row = int(np.argwhere(bad)[0, 0])
@@ -356,12 +358,12 @@ class OnlineGaussianMixture(base.Clusterer):
         self._sync()
         if self._stats is None:
             raise ValueError("the model is not initialised yet: learn at least warm_up points first")
-        log_resp, _ = self._params.log_responsibilities(np.asarray(X, dtype=np.float64))
-        return SufficientStatistics.from_batch(X, np.exp(log_resp), self._stats.shift, self.covariance_type)
+        return self._params.expected_statistics(X)
 
     @property
     def parameters_for_e_step(self) -> MixtureParameters:
-        """The current iterate's parameters, which E-steps use (a small picklable object)."""
+        """The current iterate's parameters, which E-steps use (a small picklable object whose
+        `expected_statistics(X)` gives what `apply_statistics` takes)."""
         self._sync()
         if self._params is None:
             raise ValueError("the model is not initialised yet: learn at least warm_up points first")
@@ -544,6 +546,11 @@ class OnlineGaussianMixture(base.Clusterer):
     @property
     def is_initialised(self) -> bool:
         return self._stats is not None
+
+    @property
+    def warm_up_remaining(self) -> int:
+        """How many more points the model buffers before its initial fit (0 once initialised)."""
+        return 0 if self._stats is not None else self.warm_up - len(self._buffer)
 
     @property
     def weights_(self) -> np.ndarray:

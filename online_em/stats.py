@@ -112,8 +112,10 @@ class SufficientStatistics:
         s0 = resp.sum(axis=0)
         s1 = resp.T @ Xc
         if covariance_type == "full":
-            # (K, D, N) @ (N, D): one BLAS call per component, no Python loop over the batch.
-            s2 = np.matmul((resp.T[:, :, None] * Xc[None, :, :]).transpose(0, 2, 1), Xc)
+            # One GEMM, (K D, N) @ (N, D), for every component's scatter at once.
+            K, (N, D) = resp.shape[1], Xc.shape
+            weighted = (resp[:, :, None] * Xc[:, None, :]).reshape(N, K * D)
+            s2 = (weighted.T @ Xc).reshape(K, D, D)
         elif covariance_type == "tied":
             s2 = Xc.T @ Xc
         elif covariance_type == "diag":
@@ -323,35 +325,95 @@ class MixtureParameters:
             return np.repeat(cov[:, None], D, axis=1)
         return cov.copy()
 
+    def _kernel(self) -> tuple:
+        """What every E-step under these parameters reuses, computed once: the constants
+        log w_k + log det(P_k) - D log(2 pi) / 2 and the whitening of the points (for ``full``,
+        the K factors side by side, so that one GEMM whitens every component at once)."""
+        kernel = self.__dict__.get("_cached_kernel")
+        if kernel is None:
+            mc = self.means - self.shift
+            P = self.precisions_cholesky
+            K, D = mc.shape
+            with np.errstate(divide="ignore"):
+                const = np.log(self.weights) + self.log_det_precision_cholesky - 0.5 * D * _LOG_2PI
+            if self.covariance_type == "full":
+                W = np.ascontiguousarray(P.transpose(1, 0, 2).reshape(D, K * D))
+                kernel = (const, W, np.einsum("kd,kde->ke", mc, P).reshape(K * D))
+            elif self.covariance_type == "tied":
+                kernel = (const, P, mc @ P)
+            else:
+                kernel = (const, mc, P * P)
+            self.__dict__["_cached_kernel"] = kernel
+        return kernel
+
+    def _mahalanobis_t(self, X: np.ndarray) -> np.ndarray:
+        """Squared Mahalanobis distances of the rows of X to every component, shape (K, N):
+        component-major, so that reductions over the components run along contiguous rows."""
+        Xc = np.asarray(X, dtype=np.float64) - self.shift
+        const, A, B = self._kernel()
+        (N, D), K = Xc.shape, len(const)
+        if self.covariance_type == "full":
+            Y = Xc @ A
+            Y -= B
+            Y = Y.reshape(N, K, D)
+            return np.einsum("nkd,nkd->kn", Y, Y)
+        if self.covariance_type == "tied":
+            Y = (Xc @ A)[None, :, :] - B[:, None, :]
+            return np.einsum("knd,knd->kn", Y, Y)
+        diff = Xc[None, :, :] - A[:, None, :]
+        diff *= diff
+        if self.covariance_type == "diag":
+            return np.einsum("knd,kd->kn", diff, B)
+        return diff.sum(axis=2) * B[:, None]
+
+    def _weighted_log_prob_t(self, X: np.ndarray) -> np.ndarray:
+        wlp = self._mahalanobis_t(X)
+        wlp *= -0.5
+        wlp += self._kernel()[0][:, None]
+        return wlp
+
     def log_gaussian(self, X: np.ndarray) -> np.ndarray:
         """log N(x_n; mu_k, Sigma_k) for every row and component, shape (N, K)."""
-        Xc = np.asarray(X, dtype=np.float64) - self.shift
-        mc = self.means - self.shift
-        P = self.precisions_cholesky
-        D = mc.shape[1]
-        if self.covariance_type == "full":
-            y = np.matmul(Xc[None, :, :], P) - np.matmul(mc[:, None, :], P)  # (K, N, D)
-            maha = np.einsum("knd,knd->nk", y, y)
-        elif self.covariance_type == "tied":
-            y = (Xc @ P)[:, None, :] - (mc @ P)[None, :, :]  # (N, K, D)
-            maha = np.einsum("nkd,nkd->nk", y, y)
-        elif self.covariance_type == "diag":
-            diff = Xc[:, None, :] - mc[None, :, :]
-            maha = np.einsum("nkd,kd->nk", diff * diff, P * P)
-        else:
-            diff = Xc[:, None, :] - mc[None, :, :]
-            maha = np.einsum("nkd,nkd->nk", diff, diff) * (P * P)
-        return -0.5 * (D * _LOG_2PI + maha) + self.log_det_precision_cholesky
+        D = self.means.shape[1]
+        log_det = np.reshape(self.log_det_precision_cholesky, (-1, 1))  # (K, 1), or (1, 1) if tied
+        return (-0.5 * (D * _LOG_2PI + self._mahalanobis_t(X)) + log_det).T
 
     def weighted_log_prob(self, X: np.ndarray) -> np.ndarray:
         """log w_k + log N(x_n; mu_k, Sigma_k), shape (N, K)."""
-        with np.errstate(divide="ignore"):
-            return self.log_gaussian(X) + np.log(self.weights)
+        return self._weighted_log_prob_t(X).T
 
     def log_responsibilities(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Log responsibilities (N, K) and log densities (N,), by log-sum-exp."""
-        wlp = self.weighted_log_prob(X)
-        top = wlp.max(axis=1, keepdims=True)
-        top = np.where(np.isfinite(top), top, 0.0)
-        log_norm = np.log(np.exp(wlp - top).sum(axis=1)) + top[:, 0]
-        return wlp - log_norm[:, None], log_norm
+        wlp = self._weighted_log_prob_t(X)
+        top = wlp.max(axis=0)
+        top[~np.isfinite(top)] = 0.0
+        log_norm = np.log(np.exp(wlp - top).sum(axis=0)) + top
+        wlp -= log_norm
+        return wlp.T, log_norm
+
+    def responsibilities(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Responsibilities (N, K) and log densities (N,): log-sum-exp with one ``exp``."""
+        resp = self._weighted_log_prob_t(X)
+        top = resp.max(axis=0)
+        top[~np.isfinite(top)] = 0.0
+        resp -= top
+        np.exp(resp, out=resp)
+        norm = resp.sum(axis=0)
+        resp /= norm
+        return resp.T, np.log(norm) + top
+
+    def expected_statistics(self, X: np.ndarray) -> SufficientStatistics:
+        """E-step: the summed sufficient statistics of the rows of X under these parameters,
+        about their shift. Every path (one process, Dask tasks) computes them with this method,
+        so that they agree to the last bit for the same rows.
+
+        >>> import numpy as np
+        >>> params = MixtureParameters.from_covariances(
+        ...     "diag", np.array([0.5, 0.5]), np.array([[0.0], [10.0]]), np.ones((2, 1)))
+        >>> params.expected_statistics(np.array([[0.0], [10.0], [10.0]])).s0.round(6).tolist()
+        [1.0, 2.0]
+
+        """
+        X = np.asarray(X, dtype=np.float64)
+        resp, _ = self.responsibilities(X)
+        return SufficientStatistics.from_batch(X, resp, self.shift, self.covariance_type)

@@ -43,6 +43,8 @@ RELATIVE_COVARIANCE_FLOOR = 1e-10
 # The Polyak average takes in the iterate every this many points (batches count their size), so
 # that one-point learning does not pay for averaging and re-deriving parameters at every point.
 AVERAGE_EVERY = 16
+# Rows per chunk of the E-step in `expected_statistics`, bounding its temporaries.
+E_STEP_CHUNK_ROWS = 16384
 # A component whose weight falls below this is dead: the model re-seeds it on a poorly explained point.
 COLLAPSE_WEIGHT = 1e-5
 
@@ -415,5 +417,11 @@ class MixtureParameters:
 
         """
         X = np.asarray(X, dtype=np.float64)
-        resp, _ = self.responsibilities(X)
-        return SufficientStatistics.from_batch(X, resp, self.shift, self.covariance_type)
+        total = None
+        # Large batches go in row chunks, merged in order: the temporaries stay small (K x rows x D).
+        for start in range(0, max(len(X), 1), E_STEP_CHUNK_ROWS):
+            chunk = X[start : start + E_STEP_CHUNK_ROWS]
+            resp, _ = self.responsibilities(chunk)
+            part = SufficientStatistics.from_batch(chunk, resp, self.shift, self.covariance_type)
+            total = part if total is None else total.merge(part)
+        return total

@@ -17,6 +17,24 @@ def python_blocks():
     return [block for block in blocks if "sc.broadcast" not in block]
 
 
+def test_the_scaling_out_example_runs_as_a_script(tmp_path):
+    """The Dask example starts worker processes under `if __name__ == "__main__"`: run it as the
+    script it is, and check the output its comment promises."""
+    pytest.importorskip("distributed")
+    import subprocess
+    import sys
+
+    (block,) = [b for b in python_blocks() if "LocalCluster" in b]
+    script = tmp_path / "scaling_out.py"
+    script.write_text(block, encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    promised = re.search(r"# (2000000 \[\[.*\]\])", block).group(1)
+    assert done.stdout.strip().splitlines()[-1] == promised
+
+
 @pytest.mark.parametrize("index", range(len(python_blocks())))
 def test_python_examples_run(index, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)

@@ -153,3 +153,16 @@ def test_recovered_parameters_are_valid(X, resp, covariance_type):
     else:
         assert (params.covariances > 0).all()
     assert np.isfinite(params.log_responsibilities(X)[0]).all()
+
+
+def test_large_batches_are_summed_in_chunks_to_the_same_statistics(monkeypatch):
+    from online_em import stats as stats_module
+
+    X, resp = _random_batch(5, n=1000)
+    params = SufficientStatistics.from_batch(X, resp, X.mean(0), "full").to_parameters(1e-6)
+    whole = params.expected_statistics(X)
+    monkeypatch.setattr(stats_module, "E_STEP_CHUNK_ROWS", 64)
+    chunked = params.expected_statistics(X)
+    assert chunked.count == whole.count == 1000
+    for field in ("s0", "s1", "s2"):
+        np.testing.assert_allclose(getattr(chunked, field), getattr(whole, field), rtol=1e-12)

@@ -277,16 +277,26 @@ class MixtureParameters:
         means = np.asarray(means, dtype=np.float64)
         shift = np.zeros(means.shape[1]) if shift is None else np.asarray(shift, dtype=np.float64)
         covariances = np.asarray(covariances, dtype=np.float64)
-        if covariance_type in ("full", "tied") and means.shape[1]:
-            diagonal = np.diagonal(covariances, axis1=-2, axis2=-1)
-            covariances = covariances + (RELATIVE_COVARIANCE_FLOOR * diagonal.max(axis=-1))[..., None, None] * np.eye(
-                means.shape[1]
+        D = means.shape[1]
+        if covariance_type in ("full", "tied") and D == 0:  # no features yet: nothing to factor
+            prec_chol = covariances.copy()
+            log_det = np.zeros(covariances.shape[:-2])
+        elif covariance_type in ("full", "tied") and D == 1:
+            # One feature: a 1 x 1 matrix is positive definite when its entry is positive.
+            floor = max(reg_covar, np.finfo(np.float64).tiny)
+            root = np.sqrt(np.where(covariances > 0.0, covariances, floor))
+            prec_chol = 1.0 / root
+            log_det = np.log(prec_chol[..., 0, 0])
+            covariances = root * root
+        elif covariance_type in ("full", "tied"):
+            covariances = np.array(covariances)  # a copy: the floor goes on in place
+            diagonal = np.arange(D)
+            covariances[..., diagonal, diagonal] += (
+                RELATIVE_COVARIANCE_FLOOR * covariances[..., diagonal, diagonal].max(axis=-1, keepdims=True)
             )
-        if covariance_type in ("full", "tied"):
             chol = _cholesky_full(covariances, reg_covar)
-            eye = np.broadcast_to(np.eye(means.shape[1]), chol.shape)
             # precision = (L L^T)^-1 = L^-T L^-1, so its upper factor is L^-T.
-            prec_chol = np.swapaxes(np.linalg.solve(chol, eye), -1, -2)
+            prec_chol = np.swapaxes(np.linalg.inv(chol), -1, -2)
             log_det = np.log(np.diagonal(prec_chol, axis1=-2, axis2=-1)).sum(axis=-1)
             covariances = np.matmul(chol, np.swapaxes(chol, -1, -2))  # as repaired, if it was
         else:

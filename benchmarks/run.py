@@ -747,7 +747,11 @@ def read_summary(path: str) -> tuple[str, dict]:
     with open(path) as f:
         for line in f:
             if line.startswith("`python benchmarks/run.py"):
-                title = line.strip()
+                title = line.strip().rstrip(".") + title
+            if line.startswith("- Load average"):
+                title += "; load average " + line.split(":", 1)[1].strip()
+            if line.startswith("- online_em revision"):
+                title += "; revision " + line.split(":", 1)[1].strip()
             if line.startswith("## "):
                 inside = line.strip() == "## Summary"
                 continue
@@ -766,8 +770,8 @@ def before_after(report: Report, path: str) -> list[str]:
         after = "n/a" if r.ratio is None else f"{r.ratio:.2f}"
         ours = r.ours + (f" ({r.extra})" if r.extra else "")
         rows.append([r.comparison, r.case, old[0] if old else "-", ours, old[1] if old else "-", after, r.target])
-    return [f"Ratios of the run this report comes from, next to those of an earlier run ({title or path})."
-            " Same data, same harness.", ""] + table(
+    return [f"This run next to an earlier one ({title or path}), with the same data and harness. "
+            "Compare ratios rather than absolute rates when the load averages differ.", ""] + table(
         ["comparison", "case", "ours before", "ours after", "ratio before", "ratio after", "target"], rows)
 
 

@@ -120,10 +120,6 @@ class _Engine:
         return [list(v) if isinstance(v, list) else v for v in values]
 
 
-    def _healthy(self) -> bool:
-        s0 = self.s0
-        return min(s0) >= COLLAPSE_WEIGHT * sum(s0)
-
 
 class ScalarEngine(_Engine):
     """One feature: every statistic is a float, every component three floats."""
@@ -146,8 +142,8 @@ class ScalarEngine(_Engine):
         )
 
     def _parameters(self, s0, s1, s2):
-        """(constants, centred means, half precisions, log total mass), with
-        log w_k N(x) = constant_k - half_precision_k * (x - mean_k)^2 - log total mass."""
+        """(constants, centred means, half precisions, total mass), with
+        log w_k N(x) = constant_k - half_precision_k * (x - mean_k)^2 - log(total mass)."""
         reg = self.reg_covar
         log = math.log
         constants, means, half_precisions = [], [], []
@@ -163,10 +159,11 @@ class ScalarEngine(_Engine):
             constants.append(log(mass) - 0.5 * log(var) - _HALF_LOG_2PI)
             means.append(mean)
             half_precisions.append(0.5 / var)
-        return constants, means, half_precisions, log(total)
+        return constants, means, half_precisions, total
 
     def weighted_log_probs(self, row):
-        constants, means, half_precisions, log_total = self.reported or self.iterate
+        constants, means, half_precisions, total = self.reported or self.iterate
+        log_total = math.log(total)
         xc = row[0] - self.shift[0]
         return [c - log_total - h * (xc - m) * (xc - m) for c, m, h in zip(constants, means, half_precisions)]
 
@@ -222,13 +219,13 @@ class ScalarEngine(_Engine):
             constants.append(log(mass) - 0.5 * log(var) - _HALF_LOG_2PI)
             means.append(mean)
             half_precisions.append(0.5 / var)
-        self.iterate = (constants, means, half_precisions, log(total))
+        self.iterate = (constants, means, half_precisions, total)
         if self.average_after is not None and t >= self.average_after:
             if self.avg is not None and self.pending < AVERAGE_EVERY - 1:
                 self.pending += 1  # what _average would do, without the call
             else:
                 self._average()
-        return label if lightest >= COLLAPSE_WEIGHT * sum(s0) else -1 - label
+        return label if lightest >= COLLAPSE_WEIGHT * total else -1 - label
 
     def _blend_average(self, share):
         a0, a1, a2 = self.avg

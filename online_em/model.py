@@ -234,30 +234,13 @@ class OnlineGaussianMixture(base.Clusterer):
         self._learn_row(self._row(x), x, predict=False)
 
     def learn_predict_one(self, x: dict) -> int:
-        """Predict the component of x, then learn x: the labeler's step, with one E-step less
-        than `predict_one` then `learn_one` where the parameters predicted with are the iterate."""
-        engine = self._engine
-        if engine is not None:  # the fast path, inlined
-            row = self._row(x)
-            for v in row:
-                if not -MAX_ABS_VALUE <= v <= MAX_ABS_VALUE:
-                    break
-            else:
-                label = engine.learn_predict(row)
-                if label >= 0:
-                    return label
-                self._sync()
-                self._repair(np.array([row]))
-                return -1 - label
-        if self._features is None:
-            self._set_features(x)
+        """Predict the component of x, then learn x: the labeler's step. With the plain-Python
+        engine, one call does both and shares the work between them."""
+        if self._engine is None:  # warm-up, or a structure without an engine
             label = self.predict_one(x)
-        elif self._engine is None:
-            label = self.predict_one(x)
-        else:
-            label = None
-        result = self._learn_row(self._row(x), x)
-        return label if label is not None else result
+            self.learn_one(x)
+            return label
+        return self._learn_row(self._row(x), x)
 
     def _learn_row(self, row: list[float], x: dict, predict: bool = True) -> int | None:
         """Learn one row; with the plain-Python engine and `predict`, return the label it

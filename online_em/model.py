@@ -392,28 +392,35 @@ class OnlineGaussianMixture(base.Clusterer):
         self._reported = None
 
     def _repair(self, X: np.ndarray | None = None) -> None:
-        """Re-seed every component whose weight collapsed: on the worst-explained row of X, or
-        without data, one standard deviation away from the heaviest component's mean (a split)."""
+        """Re-seed every component whose weight collapsed: on the worst-explained rows of X (one
+        E-step for all of them, a different row each while there are enough), or without data,
+        one standard deviation away from the heaviest component's mean (a split)."""
         stats = self._stats
         weights = stats.s0 / stats.s0.sum()
         dead = np.flatnonzero(~(weights >= COLLAPSE_WEIGHT))
-        for k in dead:
-            params = self._params
-            if X is not None and len(X):
-                point = X[int(np.argmin(params.log_responsibilities(X)[1]))]
-            else:
-                heaviest = int(np.argmax(params.weights))
-                sign = self._rng.choice([-1.0, 1.0], size=self.n_features_in)
-                point = params.means[heaviest] + sign * np.sqrt(params.variances()[heaviest])
-            self._reseed(int(k), point)
-        if len(dead):
-            self._reported = None
+        if len(dead) == 0:
+            return
+        params = self._params
+        if X is not None and len(X):
+            worst_first = np.argsort(params.log_responsibilities(X)[1], kind="stable")
+            points = [X[worst_first[j % len(X)]] for j in range(len(dead))]
+        else:
+            heaviest = int(np.argmax(params.weights))
+            spread = np.sqrt(params.variances()[heaviest])
+            points = [
+                params.means[heaviest] + self._rng.choice([-1.0, 1.0], size=self.n_features_in) * spread
+                for _ in dead
+            ]
+        for k, point in zip(dead, points):
+            self._reseed(int(k), point, params)
+        self._params = self._stats.to_parameters(self.reg_covar)
+        self._reported = None
 
-    def _reseed(self, k: int, point: np.ndarray) -> None:
-        """Give component k a fresh start at `point`, with the average spread of the others."""
+    def _reseed(self, k: int, point: np.ndarray, params: MixtureParameters) -> None:
+        """Give component k a fresh start at `point`, with the average spread of the others
+        (under `params`); the caller refreshes the parameters."""
         self._n_reseeds += 1
         share = 1.0 / (10.0 * self.n_components)
-        params = self._params
         alive = np.arange(self.n_components) != k
         cov_type = self.covariance_type
         if cov_type == "tied":
@@ -440,7 +447,6 @@ class OnlineGaussianMixture(base.Clusterer):
             elif cov_type == "spherical":
                 stats.s2 *= 1.0 - share
                 stats.s2[k] = mass * (spread * len(d) + d @ d)
-        self._params = self._stats.to_parameters(self.reg_covar)
 
     # ------------------------------------------------------------------ persistence
 

@@ -779,6 +779,8 @@ def before_after(report: Report, path: str) -> list[str]:
 
 
 SECTIONS = ("per_point", "minibatch", "cli", "memory", "scaling")
+# The Dask comparison needs a cluster and its own script; its last results are copied into the report.
+DASK_RESULTS = os.path.join(HERE, "dask_results.md")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -861,6 +863,9 @@ def main(argv: list[str] | None = None) -> int:
             document += ["", "## Before and after", "", *comparison]
         for title, lines in report.sections:
             document += ["", f"## {title}", "", *lines]
+        if not args.quick and os.path.exists(DASK_RESULTS):  # measured by dask_bench.py, kept as is
+            with open(DASK_RESULTS) as f:
+                document += ["", f.read().rstrip("\n")]
         with open(args.output, "w") as f:
             f.write("\n".join(document) + "\n")
     return 0

@@ -380,16 +380,11 @@ class DiagonalEngine(_MultiEngine):
             if var < _TINY:
                 var = _TINY
             return (-0.5 * D * log(var) - D * _HALF_LOG_2PI, mean, [1.0 / var] * D)
-        precisions = []
-        half_log_precision = 0.0
-        for sq, m in zip(second, mean):
-            var = sq / mass - m * m
-            var = (var if var > 0.0 else 0.0) + reg
-            if var < _TINY:
-                var = _TINY
-            precisions.append(1.0 / var)
-            half_log_precision -= 0.5 * log(var)
-        return (half_log_precision - D * _HALF_LOG_2PI, mean, precisions)
+        variances = [sq / mass - m * m for sq, m in zip(second, mean)]
+        variances = [(v if v > 0.0 else 0.0) + reg for v in variances]
+        variances = [v if v >= _TINY else _TINY for v in variances]
+        log_det = sum(map(log, variances))
+        return (-0.5 * log_det - D * _HALF_LOG_2PI, mean, [1.0 / v for v in variances])
 
     @staticmethod
     def _mahalanobis(component, xc):

@@ -43,7 +43,6 @@ is not valid JSON, truncated, of another format or version, or inconsistent.
 from __future__ import annotations
 
 import json
-import numbers
 import os
 import tempfile
 import typing

@@ -26,8 +26,6 @@ True
 from __future__ import annotations
 
 import json
-import math
-import typing
 
 import numpy as np
 

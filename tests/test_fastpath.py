@@ -56,7 +56,7 @@ def test_switching_between_one_point_and_batch_calls_loses_nothing():
             for row in chunk.tolist():
                 mixed.learn_one({0: row[0], 1: row[1]})
                 slow.learn_one({0: row[0], 1: row[1]})
-        mixed.weights_  # reading attributes syncs the engine back
+        _ = mixed.weights_  # reading an attribute syncs the engine back to arrays
     np.testing.assert_allclose(mixed.means_, slow.means_, rtol=1e-7)
     np.testing.assert_allclose(mixed.covariances_, slow.covariances_, rtol=1e-7)
 

@@ -348,7 +348,10 @@ class MixtureParameters:
             K, D = mc.shape
             with np.errstate(divide="ignore"):
                 const = np.log(self.weights) + self.log_det_precision_cholesky - 0.5 * D * _LOG_2PI
-            if self.covariance_type == "full":
+            if D == 1:  # one feature: every structure is a variance per component
+                precisions = np.broadcast_to((P * P).reshape(-1), (K,))
+                kernel = (const, np.ascontiguousarray(mc[:, 0]), np.ascontiguousarray(precisions))
+            elif self.covariance_type == "full":
                 W = np.ascontiguousarray(P.transpose(1, 0, 2).reshape(D, K * D))
                 kernel = (const, W, np.einsum("kd,kde->ke", mc, P).reshape(K * D))
             elif self.covariance_type == "tied":
@@ -364,6 +367,11 @@ class MixtureParameters:
         Xc = np.asarray(X, dtype=np.float64) - self.shift
         const, A, B = self._kernel()
         (N, D), K = Xc.shape, len(const)
+        if D == 1:
+            diff = Xc[:, 0][None, :] - A[:, None]
+            diff *= diff
+            diff *= B[:, None]
+            return diff
         if self.covariance_type == "full":
             Y = Xc @ A
             Y -= B

@@ -157,7 +157,7 @@ class OnlineGaussianMixture(base.Clusterer):
         self._params: MixtureParameters | None = None  # cache: parameters of the iterate
         self._reported: MixtureParameters | None = None  # cache: parameters reported
         # While set, the plain-Python engine holds the live state of runs of one-point calls.
-        self._engine: fastpath.ScalarEngine | fastpath.DiagonalEngine | None = None
+        self._engine: fastpath.ScalarEngine | fastpath.DiagonalEngine | fastpath.FullEngine | None = None
         # Provisional fits used during the warm-up, by buffer length; derivable from the buffer.
         self._provisional_cache: dict[int, MixtureParameters] = {}
 

@@ -12,7 +12,7 @@ vectorised path, so the two agree to rounding. The model hands its state to an e
 ...     np.array([[0.0], [5.0]]), np.array([[1.0], [51.0]]), 1.0)
 >>> engine = make_engine(stats, None, 0, 0, t=100, alpha=0.6, reg_covar=1e-6, average_after=None)
 >>> type(engine).__name__
-'ScalarEngine'
+'PairEngine'
 >>> engine.learn_predict([0.1]), engine.predict([9.0])
 (0, 1)
 
@@ -34,7 +34,7 @@ from .stats import (
     _cholesky_full,
 )
 
-__all__ = ["supports", "make_engine", "ScalarEngine", "DiagonalEngine", "FullEngine"]
+__all__ = ["supports", "make_engine", "ScalarEngine", "PairEngine", "DiagonalEngine", "FullEngine"]
 
 # Up to this many features, full covariances are faster in plain Python than through numpy.
 MAX_FULL_FEATURES = 8
@@ -54,7 +54,7 @@ def supports(covariance_type: str, n_features: int) -> bool:
 def make_engine(stats, average, n_averaged, pending, t, alpha, reg_covar, average_after):
     """The engine for the model's structure, holding a copy of its state."""
     if stats.n_features == 1:
-        engine_class = ScalarEngine
+        engine_class = PairEngine if stats.n_components == 2 else ScalarEngine
     elif stats.covariance_type == "full":
         engine_class = FullEngine
     else:
@@ -234,6 +234,73 @@ class ScalarEngine(_Engine):
             a0[k] += share * (self.s0[k] - a0[k])
             a1[k] += share * (self.s1[k] - a1[k])
             a2[k] += share * (self.s2[k] - a2[k])
+
+
+class PairEngine(ScalarEngine):
+    """One feature and two components, the commonest labeler: `ScalarEngine.learn_predict` with
+    its loops over the components unrolled (the tests hold the two equal)."""
+
+    __slots__ = ()
+
+    def learn_predict(self, row, predict: bool = True) -> int:
+        xc = row[0] - self.shift[0]
+        (c0, c1), (m0, m1), (h0, h1), _ = self.iterate
+        w0 = c0 - h0 * (xc - m0) * (xc - m0)
+        w1 = c1 - h1 * (xc - m1) * (xc - m1)
+        reported = self.reported
+        if not predict:
+            label = 0
+        elif reported is None:
+            label = 0 if w0 >= w1 else 1
+        else:
+            (c0, c1), (m0, m1), (h0, h1), _ = reported
+            label = 0 if c0 - h0 * (xc - m0) * (xc - m0) >= c1 - h1 * (xc - m1) * (xc - m1) else 1
+        exp, log = math.exp, math.log
+        # Responsibilities by log-sum-exp: the larger weight is exp(0) = 1.
+        if w0 >= w1:
+            e0, e1 = 1.0, exp(w1 - w0)
+        else:
+            e0, e1 = exp(w0 - w1), 1.0
+        t = self.t = self.t + 1
+        step = t**-self.alpha
+        keep = 1.0 - step
+        scale = step / (e0 + e1)
+        s0, s1, s2 = self.s0, self.s1, self.s2
+        sq = xc * xc
+        reg = self.reg_covar
+        take = scale * e0
+        a0 = s0[0] = s0[0] * keep + take
+        b = s1[0] = s1[0] * keep + take * xc
+        c = s2[0] = s2[0] * keep + take * sq
+        mass0 = a0 + _TINY_MASS
+        mean0 = b / mass0
+        var = c / mass0 - mean0 * mean0
+        var0 = (var if var > 0.0 else 0.0) + reg
+        if var0 < _TINY:
+            var0 = _TINY
+        take = scale * e1
+        a1 = s0[1] = s0[1] * keep + take
+        b = s1[1] = s1[1] * keep + take * xc
+        c = s2[1] = s2[1] * keep + take * sq
+        mass1 = a1 + _TINY_MASS
+        mean1 = b / mass1
+        var = c / mass1 - mean1 * mean1
+        var1 = (var if var > 0.0 else 0.0) + reg
+        if var1 < _TINY:
+            var1 = _TINY
+        total = mass0 + mass1
+        self.iterate = (
+            [log(mass0) - 0.5 * log(var0) - _HALF_LOG_2PI, log(mass1) - 0.5 * log(var1) - _HALF_LOG_2PI],
+            [mean0, mean1],
+            [0.5 / var0, 0.5 / var1],
+            total,
+        )
+        if self.average_after is not None and t >= self.average_after:
+            if self.avg is not None and self.pending < AVERAGE_EVERY - 1:
+                self.pending += 1
+            else:
+                self._average()
+        return label if (a0 if a0 < a1 else a1) >= COLLAPSE_WEIGHT * total else -1 - label
 
 
 # A component whose parameters would move by less than this (relative) in an update keeps its

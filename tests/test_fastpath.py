@@ -79,3 +79,27 @@ def test_full_engine_refreshes_every_component_it_moves():
         np.testing.assert_allclose(cached[1], exact[1], rtol=1e-9, atol=1e-12)
         for a, b in zip(cached[2], exact[2]):
             np.testing.assert_allclose(a, b, rtol=1e-9)
+
+
+def test_two_component_engine_equals_the_general_one_point_engine():
+    """PairEngine unrolls ScalarEngine's loops for K=2; the arithmetic is the same, bit for bit."""
+    from .datagen import tutorial_stream
+
+    x, _ = tutorial_stream(3)
+    pair = OnlineGaussianMixture(2, seed=0)
+    general = OnlineGaussianMixture(2, seed=0)
+    labels_pair, labels_general = [], []
+    for i, value in enumerate(x[:6000].tolist()):
+        labels_pair.append(pair.learn_predict_one({"v": value}))
+        engine = general._engine
+        if type(engine) is fastpath.PairEngine:  # swap in the general engine, same state
+            stats, average, n_averaged, pending, t = engine.export()
+            general._engine = fastpath.ScalarEngine(
+                stats, average, n_averaged, pending, t, engine.alpha, engine.reg_covar, engine.average_after
+            )
+        labels_general.append(general.learn_predict_one({"v": value}))
+    assert type(pair._engine) is fastpath.PairEngine and type(general._engine) is fastpath.ScalarEngine
+    assert labels_pair == labels_general
+    np.testing.assert_array_equal(pair.means_, general.means_)
+    np.testing.assert_array_equal(pair.covariances_, general.covariances_)
+    np.testing.assert_array_equal(pair.weights_, general.weights_)

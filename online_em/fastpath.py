@@ -1,10 +1,13 @@
-"""One-point online EM in plain Python, for diagonal structures (and anything in one dimension).
+"""One-point online EM in plain Python: one feature, diagonal and spherical covariances, and full
+covariances in a few dimensions.
 
 With a handful of floats, numpy's per-call overhead (about a microsecond a call, and a
 stepwise-EM update makes dozens) costs far more than the arithmetic. These engines hold the same
 running statistics as `SufficientStatistics` in Python lists and perform the same update as the
 vectorised path, so the two agree to rounding. The model hands its state to an engine for runs of
-`learn_one`/`predict_one` and takes it back, as arrays, before anything that needs them.
+`learn_one`/`predict_one` and takes it back, as arrays, before anything that needs them. Engines:
+`ScalarEngine` (one feature; `PairEngine` when there are also just two components),
+`DiagonalEngine` (diag and spherical) and `FullEngine` (full, up to MAX_FULL_FEATURES features).
 
 >>> import numpy as np
 >>> from online_em.stats import SufficientStatistics

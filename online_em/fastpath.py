@@ -245,6 +245,11 @@ class PairEngine(ScalarEngine):
 
     __slots__ = ()
 
+    def predict(self, row) -> int:
+        xc = row[0] - self.shift[0]
+        (c0, c1), (m0, m1), (h0, h1), _ = self.reported or self.iterate
+        return 0 if c0 - h0 * (xc - m0) * (xc - m0) >= c1 - h1 * (xc - m1) * (xc - m1) else 1
+
     def learn_predict(self, row, predict: bool = True) -> int:
         xc = row[0] - self.shift[0]
         (c0, c1), (m0, m1), (h0, h1), _ = self.iterate

@@ -98,6 +98,9 @@ def test_two_component_engine_equals_the_general_one_point_engine():
                 stats, average, n_averaged, pending, t, engine.alpha, engine.reg_covar, engine.average_after
             )
         labels_general.append(general.learn_predict_one({"v": value}))
+        if i % 250 == 0:
+            probes = [{"v": p} for p in (value, 25.0, 30.0, 35.0)]
+            assert [pair.predict_one(p) for p in probes] == [general.predict_one(p) for p in probes]
     assert type(pair._engine) is fastpath.PairEngine and type(general._engine) is fastpath.ScalarEngine
     assert labels_pair == labels_general
     np.testing.assert_array_equal(pair.means_, general.means_)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .stats import MixtureParameters, SufficientStatistics
+from .stats import SufficientStatistics
 
 __all__ = ["kmeans_plusplus", "initial_statistics"]
 
@@ -100,7 +100,3 @@ def initial_statistics(
             best, best_ll = stats, ll
     return best
 
-
-def log_likelihood(params: MixtureParameters, X: np.ndarray) -> float:
-    """Mean log density of the rows of X."""
-    return float(params.log_responsibilities(X)[1].mean())

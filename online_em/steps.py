@@ -36,7 +36,7 @@ def point_step(t: int, alpha: float) -> float:
 def batch_step(t: int, m: int, alpha: float) -> float:
     """The combined step for points t+1 .. t+m."""
     if m == 1:
-        return (t + 1) ** -alpha
+        return point_step(t + 1, alpha)
     gammas = np.arange(t + 1, t + m + 1, dtype=np.float64) ** -alpha
     # gamma_1 = 1 makes log1p(-1) = -inf, whose exp is the exact 0 we want.
     with np.errstate(divide="ignore"):

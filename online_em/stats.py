@@ -27,6 +27,7 @@ with a step size (`SufficientStatistics.blend`).
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 
@@ -45,6 +46,11 @@ RELATIVE_COVARIANCE_FLOOR = 1e-10
 AVERAGE_EVERY = 16
 # Rows per chunk of the E-step in `expected_statistics`, bounding its temporaries.
 E_STEP_CHUNK_ROWS = 16384
+# The exponential-family E-step holds at most about this many values of features at once.
+E_STEP_CHUNK_VALUES = 1 << 22
+# The expanded quadratic form of `MixtureParameters.natural_parameters` is used while the terms
+# that cancel in it stay below this (so that rounding costs under about 1e-8 nats).
+EXPANSION_MAX_SCALE = 1e6
 # A component whose weight falls below this is dead: the model re-seeds it on a poorly explained point.
 COLLAPSE_WEIGHT = 1e-5
 
@@ -66,6 +72,53 @@ def second_moment_shape(covariance_type: str, n_components: int, n_features: int
         "spherical": (n_components,),
         "tied": (n_features, n_features),
     }[check_covariance_type(covariance_type)]
+
+
+@functools.lru_cache(maxsize=64)
+def _triangle(n_features: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Row and column of each entry of the upper triangle of a D x D matrix, row by row, and the
+    factor that turns those entries of a precision into natural parameters (-1/2 on the
+    diagonal, -1 off it: x'Px counts each off-diagonal pair twice). Cached: `np.triu_indices`
+    costs more than a whole small E-step."""
+    rows, cols = np.triu_indices(n_features)
+    factor = np.where(rows == cols, -0.5, -1.0)
+    for array in (rows, cols, factor):
+        array.flags.writeable = False
+    return rows, cols, factor
+
+
+def moment_features(X: np.ndarray, shift: np.ndarray, covariance_type: str) -> np.ndarray:
+    """The per-point sufficient statistics T(x) of a Gaussian component, one column a point.
+
+    With c the shift, the rows are 1, the D coordinates of x - c, and the second moments of x - c
+    the covariance type needs: the upper triangle of (x - c)(x - c)^T row by row (``full`` and
+    ``tied``, and any type when D = 1: then just (x - c)^2), its diagonal (``diag``) or its trace
+    (``spherical``). A Gaussian is an exponential family in T: log w_k N(x) = eta_k . T(x) for the
+    natural parameters eta_k of `MixtureParameters.natural_parameters`, so that a single GEMM
+    gives every component's log density (E-step), and another, responsibilities times T, every
+    statistic of a batch (M-step). The array is (rows, N), so that each row is contiguous.
+
+    >>> moment_features(np.array([[1.0, 2.0]]), np.zeros(2), "full").ravel().tolist()
+    [1.0, 1.0, 2.0, 1.0, 2.0, 4.0]
+
+    """
+    X = np.asarray(X, dtype=np.float64)
+    N, D = X.shape
+    full = covariance_type in ("full", "tied") and D > 1
+    rows = 1 + D + (D * (D + 1) // 2 if full else 1 if covariance_type == "spherical" else D)
+    T = np.empty((rows, N))
+    T[0] = 1.0
+    Xc = np.subtract(X.T, shift[:, None], out=T[1 : 1 + D])
+    if full:
+        start = 1 + D
+        for i in range(D):  # row i of the triangle: x_i times x_i..x_D, contiguous rows
+            np.multiply(Xc[i:], Xc[i], out=T[start : start + D - i])
+            start += D - i
+    elif covariance_type == "spherical" and D > 1:
+        np.einsum("dn,dn->n", Xc, Xc, out=T[1 + D])
+    else:
+        np.multiply(Xc, Xc, out=T[1 + D :])
+    return T
 
 
 @dataclasses.dataclass
@@ -125,6 +178,28 @@ class SufficientStatistics:
         else:
             s2 = resp.T @ np.einsum("nd,nd->n", Xc, Xc)
         return cls(covariance_type, np.array(shift, dtype=np.float64), s0, s1, s2, float(len(Xc)))
+
+    @classmethod
+    def from_moments(
+        cls, moments: np.ndarray, shift: np.ndarray, covariance_type: str, count: float
+    ) -> SufficientStatistics:
+        """The statistics from sums of `moment_features` weighted by each component's
+        responsibilities, shape (K, rows): unpacks the second moments."""
+        D = shift.shape[0]
+        s0, s1, second = moments[:, 0], moments[:, 1 : 1 + D], moments[:, 1 + D :]
+        if covariance_type in ("full", "tied"):
+            K = moments.shape[0]
+            rows, cols, _ = _triangle(D)
+            s2 = np.empty((K, D, D))
+            s2[:, rows, cols] = second
+            s2[:, cols, rows] = second
+            if covariance_type == "tied":  # the total scatter: responsibilities sum to one
+                s2 = s2.sum(axis=0)
+        elif covariance_type == "spherical":
+            s2 = second[:, 0]
+        else:
+            s2 = second
+        return cls(covariance_type, np.array(shift, dtype=np.float64), s0, s1, s2, float(count))
 
     def copy(self) -> SufficientStatistics:
         return SufficientStatistics(
@@ -361,6 +436,59 @@ class MixtureParameters:
             self.__dict__["_cached_kernel"] = kernel
         return kernel
 
+    def natural_parameters(self) -> np.ndarray | None:
+        """eta (K, rows) with log w_k N(x; mu_k, Sigma_k) = eta_k . T(x) for the rows T(x) of
+        `moment_features`; None where that expanded form would lose precision.
+
+        With m = mu - c and P the precision, w N(x) = exp(const - m'Pm / 2 + (Pm)'(x - c)
+        - (x - c)'P(x - c) / 2). Expanded, the quadratic form is a sum of terms as large as
+        |x - c|'|P||x - c| that cancel near the mean, so its rounding error is about eps times
+        that; the form is used only while it stays below EXPANSION_MAX_SCALE for every mean
+        (an absolute error below about 1e-8 nats), that is while the means lie within about a
+        thousand standard deviations of the shift. Otherwise E-steps whiten directly.
+        """
+        cache = self.__dict__
+        if "_cached_natural" in cache:
+            return cache["_cached_natural"]
+        mc = self.means - self.shift
+        P = self.precisions_cholesky
+        with np.errstate(divide="ignore", over="ignore", invalid="ignore"):  # checked below
+            eta, scale = self._natural_parameters(mc, P)
+        if eta is not None:
+            # |m|'|P||m| <= |m|_1^2 max|P|: a cheap bound on the terms that cancel near each mean.
+            spread = np.abs(mc).sum(axis=1).max()
+            if not (spread * spread * scale <= EXPANSION_MAX_SCALE and np.isfinite(eta).all()):
+                eta = None
+        cache["_cached_natural"] = eta
+        return eta
+
+    def _natural_parameters(self, mc: np.ndarray, P: np.ndarray) -> tuple[np.ndarray | None, float]:
+        """eta, and the largest precision entry (for the precision check)."""
+        K, D = mc.shape
+        const = np.log(self.weights) + self.log_det_precision_cholesky - 0.5 * D * _LOG_2PI
+        full = self.covariance_type in ("full", "tied") and D > 1
+        if D == 0:
+            return None, 0.0
+        if full:
+            U = np.broadcast_to(P, (K, D, D))
+            mU = np.einsum("kd,kde->ke", mc, U)  # m'U, with P = U U'
+            precision = np.matmul(U, np.swapaxes(U, 1, 2))
+            rows, cols, factor = _triangle(D)
+            eta = np.empty((K, 1 + D + len(rows)))
+            eta[:, 0] = const - 0.5 * np.einsum("ke,ke->k", mU, mU)
+            eta[:, 1 : 1 + D] = np.einsum("kde,ke->kd", U, mU)
+            eta[:, 1 + D :] = precision[:, rows, cols] * factor
+            scale = np.abs(precision).max()
+        else:
+            # per-feature precisions, from (K, D) diag, (K,) spherical, (K, 1, 1) or (1, 1) for D = 1
+            p = np.broadcast_to((P * P).reshape(1 if self.covariance_type == "tied" else K, -1), (K, D))
+            eta = np.empty((K, 1 + D + (1 if self.covariance_type == "spherical" else D)))
+            eta[:, 0] = const - 0.5 * np.einsum("kd,kd->k", mc * mc, p)
+            eta[:, 1 : 1 + D] = p * mc
+            eta[:, 1 + D :] = -0.5 * p[:, : eta.shape[1] - 1 - D]
+            scale = p.max()
+        return eta, scale
+
     def _mahalanobis_t(self, X: np.ndarray) -> np.ndarray:
         """Squared Mahalanobis distances of the rows of X to every component, shape (K, N):
         component-major, so that reductions over the components run along contiguous rows."""
@@ -387,6 +515,9 @@ class MixtureParameters:
         return diff.sum(axis=2) * B[:, None]
 
     def _weighted_log_prob_t(self, X: np.ndarray) -> np.ndarray:
+        eta = self.natural_parameters()
+        if eta is not None:
+            return eta @ moment_features(X, self.shift, self.covariance_type)
         wlp = self._mahalanobis_t(X)
         wlp *= -0.5
         wlp += self._kernel()[0][:, None]
@@ -435,6 +566,9 @@ class MixtureParameters:
 
         """
         X = np.asarray(X, dtype=np.float64)
+        eta = self.natural_parameters()
+        if eta is not None:
+            return self._expected_statistics_expanded(X, eta)
         total = None
         # Large batches go in row chunks, merged in order: the temporaries stay small (K x rows x D).
         for start in range(0, max(len(X), 1), E_STEP_CHUNK_ROWS):
@@ -443,3 +577,20 @@ class MixtureParameters:
             part = SufficientStatistics.from_batch(chunk, resp, self.shift, self.covariance_type)
             total = part if total is None else total.merge(part)
         return total
+
+    def _expected_statistics_expanded(self, X: np.ndarray, eta: np.ndarray) -> SufficientStatistics:
+        """`expected_statistics` through the exponential-family form: per chunk of rows, the
+        features T, log densities eta T (one GEMM), responsibilities R by log-sum-exp with one
+        exp, and the statistics R T' (another GEMM)."""
+        rows = min(E_STEP_CHUNK_ROWS, max(256, E_STEP_CHUNK_VALUES // eta.shape[1]))
+        moments = np.zeros_like(eta)
+        for start in range(0, len(X), rows):
+            T = moment_features(X[start : start + rows], self.shift, self.covariance_type)
+            resp = eta @ T
+            top = resp.max(axis=0)
+            top[~np.isfinite(top)] = 0.0
+            resp -= top
+            np.exp(resp, out=resp)
+            resp /= resp.sum(axis=0)
+            moments += resp @ T.T
+        return SufficientStatistics.from_moments(moments, self.shift, self.covariance_type, len(X))

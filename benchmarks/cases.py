@@ -94,6 +94,10 @@ class BareEStep:
       ``stacked``: ``matmul`` of X against the stack of K factors (K small GEMMs), then einsum.
     * diag, ``gemm``: the expansion ``x^2 . p - 2 x . (mu p) + mu^2 . p`` as two GEMMs;
       ``direct``: squared differences (N, K, D) weighted by the precisions in one einsum.
+    * both, ``expanded``: the exponential-family form. Each point's features
+      T(x) = (1, x, the upper triangle of x x^T, or x^2 for diag) are built as contiguous rows,
+      and one GEMM with the natural parameters (constant, P mu, -P/2 with the off-diagonal
+      entries doubled) gives every log density at once.
 
     Then log-sum-exp and ``exp``. Built from the model's `MixtureParameters` (or anything with
     the same fields).
@@ -114,6 +118,13 @@ class BareEStep:
             self.b = self.mP.reshape(K * D)
             self.const = const
             self.kernel = "gemm"
+            precision = P @ P.transpose(0, 2, 1)
+            rows, cols = np.triu_indices(D)
+            self.eta = np.concatenate([
+                (const - 0.5 * np.einsum("kd,kd->k", self.mP, self.mP))[:, None],
+                np.einsum("kde,ke->kd", precision, mc),
+                precision[:, rows, cols] * np.where(rows == cols, -0.5, -1.0),
+            ], axis=1)
         elif self.kind == "diag":
             prec = P * P  # (K, D)
             self.prec = prec
@@ -122,11 +133,12 @@ class BareEStep:
             self.const = const
             self.const_gemm = const - 0.5 * (mc * mc * prec).sum(axis=1)
             self.kernel = "gemm"
+            self.eta = np.concatenate([self.const_gemm[:, None], prec * mc, -0.5 * prec], axis=1)
         else:
             raise ValueError(f"no bare E-step for {self.kind!r}")
 
     def kernels(self) -> tuple[str, ...]:
-        return ("gemm", "stacked") if self.kind == "full" else ("gemm", "direct")
+        return ("gemm", "stacked", "expanded") if self.kind == "full" else ("gemm", "direct", "expanded")
 
     def tune(self, chunks: list[np.ndarray], tries: int = 5) -> str:
         """Keep the kernel that is fastest on the first few chunks (best of `tries` each,
@@ -143,7 +155,25 @@ class BareEStep:
         self.kernel = min(best, key=best.get)
         return self.kernel
 
+    def features(self, X: np.ndarray) -> np.ndarray:
+        """T(x) for the ``expanded`` kernel, one row a feature: shape (1 + D + second moments, N)."""
+        N, D = X.shape
+        second = D * (D + 1) // 2 if self.kind == "full" else D
+        T = np.empty((1 + D + second, N))
+        T[0] = 1.0
+        Xc = np.subtract(X.T, self.shift[:, None], out=T[1 : 1 + D])
+        if self.kind == "full":
+            start = 1 + D
+            for i in range(D):
+                np.multiply(Xc[i:], Xc[i], out=T[start : start + D - i])
+                start += D - i
+        else:
+            np.multiply(Xc, Xc, out=T[1 + D :])
+        return T
+
     def weighted_log_prob(self, X: np.ndarray) -> np.ndarray:
+        if self.kernel == "expanded":
+            return (self.eta @ self.features(X)).T
         Xc = X - self.shift
         if self.kind == "full":
             if self.kernel == "gemm":

@@ -396,6 +396,8 @@ class OnlineGaussianMixture(base.Clusterer):
         E-step for all of them, a different row each while there are enough), or without data,
         one standard deviation away from the heaviest component's mean (a split)."""
         stats = self._stats
+        if stats.s0.min() >= COLLAPSE_WEIGHT * stats.s0.sum():  # the usual case, in two calls
+            return
         weights = stats.s0 / stats.s0.sum()
         dead = np.flatnonzero(~(weights >= COLLAPSE_WEIGHT))
         if len(dead) == 0:

@@ -171,6 +171,7 @@ class SufficientStatistics:
             K, (N, D) = resp.shape[1], Xc.shape
             weighted = (resp[:, :, None] * Xc[:, None, :]).reshape(N, K * D)
             s2 = (weighted.T @ Xc).reshape(K, D, D)
+            s2 = 0.5 * (s2 + s2.transpose(0, 2, 1))  # exactly symmetric, as every s2 is kept
         elif covariance_type == "tied":
             s2 = Xc.T @ Xc
         elif covariance_type == "diag":
@@ -267,29 +268,43 @@ class SufficientStatistics:
         self.s2 += take * batch.s2
 
     def to_parameters(self, reg_covar: float) -> MixtureParameters:
-        """Recover weights, means and covariances (plus `reg_covar`), and precision factors."""
+        """Recover weights, means and covariances (plus `reg_covar`), and precision factors.
+
+        Run after every batch, on K x D x D arrays: written for few numpy calls, which cost more
+        than their arithmetic at these sizes.
+        """
         s0 = self.s0 + _TINY_MASS
         total = s0.sum()
         weights = s0 / total
-        centred_means = self.s1 / s0[:, None]
+        inverse_mass = (1.0 / s0)[:, None]
+        centred_means = self.s1 * inverse_mass
         D = self.n_features
         if self.covariance_type == "full":
-            cov = self.s2 / s0[:, None, None] - centred_means[:, :, None] * centred_means[:, None, :]
-            cov = 0.5 * (cov + cov.transpose(0, 2, 1))
-            cov[:, np.arange(D), np.arange(D)] += reg_covar
+            cov = self.s2 * inverse_mass[:, :, None]
+            cov -= centred_means[:, :, None] * centred_means[:, None, :]
+            _diagonal(cov)[...] += reg_covar
         elif self.covariance_type == "tied":
-            cov = (self.s2 - (self.s1.T * (1.0 / s0)) @ self.s1) / total
+            cov = (self.s2 - (self.s1.T * inverse_mass[:, 0]) @ self.s1) / total
             cov = 0.5 * (cov + cov.T)
-            cov[np.arange(D), np.arange(D)] += reg_covar
+            _diagonal(cov)[...] += reg_covar
         elif self.covariance_type == "diag":
-            cov = self.s2 / s0[:, None] - centred_means**2
-            cov = np.maximum(cov, 0.0) + reg_covar
+            cov = self.s2 * inverse_mass
+            cov -= centred_means * centred_means
+            np.maximum(cov, 0.0, out=cov)
+            cov += reg_covar
         else:
             cov = self.s2 / s0 - np.einsum("kd,kd->k", centred_means, centred_means)
             cov = np.maximum(cov / D, 0.0) + reg_covar
+        centred_means += self.shift
         return MixtureParameters.from_covariances(
-            self.covariance_type, weights, centred_means + self.shift, cov, self.shift, reg_covar
+            self.covariance_type, weights, centred_means, cov, self.shift, reg_covar, _owned=True
         )
+
+
+def _diagonal(matrices: np.ndarray) -> np.ndarray:
+    """A writable view of the diagonals of a (..., D, D) C-contiguous stack of matrices."""
+    D = matrices.shape[-1]
+    return matrices.reshape(matrices.shape[:-2] + (D * D,))[..., :: D + 1]
 
 
 def _cholesky_full(cov: np.ndarray, reg_covar: float) -> np.ndarray:
@@ -301,7 +316,11 @@ def _cholesky_full(cov: np.ndarray, reg_covar: float) -> np.ndarray:
     try:
         return np.linalg.cholesky(cov)
     except np.linalg.LinAlgError:
-        pass
+        return _repaired_cholesky(cov, reg_covar)
+
+
+def _repaired_cholesky(cov: np.ndarray, reg_covar: float) -> np.ndarray:
+    """`_cholesky_full` once the stack has failed: factor matrix by matrix, repairing failures."""
     stack = cov.reshape((-1,) + cov.shape[-2:])
     chol = np.empty_like(stack)
     floor = max(reg_covar, np.finfo(np.float64).tiny)
@@ -347,7 +366,11 @@ class MixtureParameters:
         covariances: np.ndarray,
         shift: np.ndarray | None = None,
         reg_covar: float = 0.0,
+        _owned: bool = False,
     ) -> MixtureParameters:
+        """The parameters with these covariances (a floor of RELATIVE_COVARIANCE_FLOOR times the
+        largest variance added to full and tied ones) and their precision factors. With
+        `_owned`, the covariances array is the caller's to give away and is modified in place."""
         check_covariance_type(covariance_type)
         means = np.asarray(means, dtype=np.float64)
         shift = np.zeros(means.shape[1]) if shift is None else np.asarray(shift, dtype=np.float64)
@@ -364,16 +387,18 @@ class MixtureParameters:
             log_det = np.log(prec_chol[..., 0, 0])
             covariances = root * root
         elif covariance_type in ("full", "tied"):
-            covariances = np.array(covariances)  # a copy: the floor goes on in place
-            diagonal = np.arange(D)
-            covariances[..., diagonal, diagonal] += (
-                RELATIVE_COVARIANCE_FLOOR * covariances[..., diagonal, diagonal].max(axis=-1, keepdims=True)
-            )
-            chol = _cholesky_full(covariances, reg_covar)
+            if not (_owned and covariances.flags.c_contiguous):
+                covariances = np.array(covariances)  # a copy: the floor goes on in place
+            diagonal = _diagonal(covariances)
+            diagonal += RELATIVE_COVARIANCE_FLOOR * diagonal.max(axis=-1, keepdims=True)
+            try:
+                chol = np.linalg.cholesky(covariances)
+            except np.linalg.LinAlgError:
+                chol = _repaired_cholesky(covariances, reg_covar)
+                covariances = np.matmul(chol, np.swapaxes(chol, -1, -2))  # as repaired
             # precision = (L L^T)^-1 = L^-T L^-1, so its upper factor is L^-T.
             prec_chol = np.swapaxes(np.linalg.inv(chol), -1, -2)
-            log_det = np.log(np.diagonal(prec_chol, axis1=-2, axis2=-1)).sum(axis=-1)
-            covariances = np.matmul(chol, np.swapaxes(chol, -1, -2))  # as repaired, if it was
+            log_det = -np.log(_diagonal(chol)).sum(axis=-1)
         else:
             covariances = np.maximum(covariances, np.finfo(np.float64).tiny)
             prec_chol = 1.0 / np.sqrt(covariances)

@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 
-__all__ = ["check_alpha", "point_step", "batch_step"]
+__all__ = ["batch_step", "check_alpha", "log_survival", "point_step"]
 
 
 def check_alpha(alpha: float) -> float:
@@ -37,7 +37,60 @@ def batch_step(t: int, m: int, alpha: float) -> float:
     """The combined step for points t+1 .. t+m."""
     if m == 1:
         return point_step(t + 1, alpha)
-    gammas = np.arange(t + 1, t + m + 1, dtype=np.float64) ** -alpha
-    # gamma_1 = 1 makes log1p(-1) = -inf, whose exp is the exact 0 we want.
-    with np.errstate(divide="ignore"):
-        return float(-math.expm1(np.log1p(-gammas).sum()))
+    return float(-math.expm1(log_survival(t + 1, t + m, alpha)))
+
+
+# Below this index the terms of `log_survival` are summed one by one; from it on, in closed form.
+SERIES_FROM = 64
+
+
+def log_survival(a: int, b: int, alpha: float) -> float:
+    """sum of log(1 - i**-alpha) for i = a .. b, in a few microseconds whatever b - a.
+
+    The first terms (below SERIES_FROM) are summed exactly. Beyond, log(1 - g) = -sum_j g^j / j
+    turns the sum into power sums sum_i i**-(j alpha), each in closed form by Euler-Maclaurin;
+    the series in j stops when its terms no longer change the result. Accurate
+    to about 1e-13 relative (tested against the direct sum), where summing the m terms with numpy
+    costs tens of microseconds per mini-batch.
+
+    >>> direct = sum(math.log1p(-i ** -0.6) for i in range(1001, 2025))
+    >>> abs(log_survival(1001, 2024, 0.6) - direct) < 1e-13 * abs(direct)
+    True
+
+    """
+    total = 0.0
+    if a < SERIES_FROM:
+        head = np.arange(a, min(b, SERIES_FROM - 1) + 1, dtype=np.float64) ** -alpha
+        with np.errstate(divide="ignore"):  # gamma_1 = 1: log1p(-1) = -inf, whose exp is 0
+            total = float(np.log1p(-head).sum())
+        a = SERIES_FROM
+        if b < a:
+            return total
+    # The powers a**-s and b**-s for s = j alpha are those for alpha to the j-th power.
+    n = b - a
+    log_ratio = math.log1p(n / a)
+    ga, gb = a**-alpha, b**-alpha
+    fa, fb = 1.0, 1.0
+    ia, ib = 1.0 / a, 1.0 / b
+    ia3, ib3, ia5, ib5 = ia**3, ib**3, ia**5, ib**5
+    series = 0.0
+    j = 1
+    while True:
+        s = j * alpha
+        fa *= ga
+        fb *= gb
+        # sum of i**-s for i = a .. b by Euler-Maclaurin to the fifth derivative (f = x**-s):
+        # the remainder is below 1e-12 of the sum for a >= 64.
+        if s == 1.0:
+            integral = log_ratio
+        else:
+            integral = a * fa * math.expm1((1.0 - s) * log_ratio) / (1.0 - s)
+        d1 = s * (fa * ia - fb * ib)  # f'(b) - f'(a)
+        d3 = s * (s + 1.0) * (s + 2.0) * (fa * ia3 - fb * ib3)
+        d5 = s * (s + 1.0) * (s + 2.0) * (s + 3.0) * (s + 4.0) * (fa * ia5 - fb * ib5)
+        term = (integral + 0.5 * (fa + fb) + d1 / 12.0 - d3 / 720.0 + d5 / 30240.0) / j
+        series += term
+        if term <= 1e-17 * series or j >= 200:
+            break
+        j += 1
+    return total - series

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 
 import numpy as np
 
@@ -46,6 +47,10 @@ RELATIVE_COVARIANCE_FLOOR = 1e-10
 AVERAGE_EVERY = 16
 # Rows per chunk of the E-step in `expected_statistics`, bounding its temporaries.
 E_STEP_CHUNK_ROWS = 16384
+# Diagonal (or one-feature) models with at most this many means recover their parameters in
+# plain Python after each batch (see `_small_diagonal_parameters`).
+SMALL_DIAGONAL_SIZE = 64
+_FLOAT_TINY = float(np.finfo(np.float64).tiny)
 # The exponential-family E-step holds at most about this many values of features at once.
 E_STEP_CHUNK_VALUES = 1 << 22
 # The expanded quadratic form of `MixtureParameters.natural_parameters` is used while the terms
@@ -273,6 +278,10 @@ class SufficientStatistics:
         Run after every batch, on K x D x D arrays: written for few numpy calls, which cost more
         than their arithmetic at these sizes.
         """
+        if self.s1.size <= SMALL_DIAGONAL_SIZE and (
+            self.covariance_type == "diag" or (self.n_features == 1 and self.covariance_type != "tied")
+        ):
+            return _small_diagonal_parameters(self, reg_covar)
         s0 = self.s0 + _TINY_MASS
         total = s0.sum()
         weights = s0 / total
@@ -299,6 +308,63 @@ class SufficientStatistics:
         return MixtureParameters.from_covariances(
             self.covariance_type, weights, centred_means, cov, self.shift, reg_covar, _owned=True
         )
+
+
+def _small_diagonal_parameters(stats: SufficientStatistics, reg_covar: float) -> MixtureParameters:
+    """`to_parameters` for diagonal covariances, or one feature, with few values (at most
+    SMALL_DIAGONAL_SIZE means): the same arithmetic on Python floats, with the natural
+    parameters of the next E-step, since some thirty numpy calls on arrays of a few values cost
+    more than all of it (the 1-D labeler runs this after every block)."""
+    K, D = stats.s1.shape
+    shift = stats.shift.tolist()
+    log, sqrt = math.log, math.sqrt
+    half_log_2pi = 0.5 * D * _LOG_2PI
+    masses = [m + _TINY_MASS for m in stats.s0.tolist()]
+    total = sum(masses)
+    one_feature_full = stats.covariance_type != "diag"  # D = 1: full, or spherical
+    floor = max(reg_covar, _FLOAT_TINY)
+    weights, means, variances, factors, log_dets, eta = [], [], [], [], [], []
+    largest_precision = spread = 0.0
+    for mass, first, second in zip(masses, stats.s1.tolist(), stats.s2.reshape(K, D).tolist()):
+        inverse = 1.0 / mass
+        mean = [v * inverse for v in first]
+        if one_feature_full and stats.covariance_type == "full":
+            var = second[0] * inverse - mean[0] * mean[0] + reg_covar
+            root = sqrt(var if var > 0.0 else floor)
+            var = [root * root]
+            factor = [1.0 / root]
+        else:
+            var = [q * inverse - m * m for q, m in zip(second, mean)]
+            var = [max((v if v > 0.0 else 0.0) + reg_covar, _FLOAT_TINY) for v in var]
+            factor = [1.0 / sqrt(v) for v in var]
+        log_det = sum(map(log, factor))
+        weight = mass / total
+        precisions = [1.0 / v for v in var]
+        pm = [p * m for p, m in zip(precisions, mean)]
+        eta.append([log(weight) + log_det - half_log_2pi - 0.5 * sum(a * m for a, m in zip(pm, mean)), *pm]
+                   + [-0.5 * p for p in precisions])
+        largest_precision = max(largest_precision, *precisions)
+        spread = max(spread, sum(map(abs, mean)))
+        weights.append(weight)
+        means.append([m + c for m, c in zip(mean, shift)])
+        variances.append(var)
+        factors.append(factor)
+        log_dets.append(log_det)
+    shape = {"full": (K, 1, 1), "spherical": (K,), "diag": (K, D)}[stats.covariance_type]
+    params = MixtureParameters(
+        stats.covariance_type,
+        np.array(weights),
+        np.array(means),
+        np.array(variances).reshape(shape),
+        np.array(factors).reshape(shape),
+        np.array(log_dets),
+        stats.shift,
+    )
+    natural = np.array(eta)
+    if not (spread * spread * largest_precision <= EXPANSION_MAX_SCALE and math.isfinite(natural.sum())):
+        natural = None
+    params.__dict__["_cached_natural"] = natural
+    return params
 
 
 def _diagonal(matrices: np.ndarray) -> np.ndarray:
@@ -476,43 +542,44 @@ class MixtureParameters:
         if "_cached_natural" in cache:
             return cache["_cached_natural"]
         mc = self.means - self.shift
-        P = self.precisions_cholesky
         with np.errstate(divide="ignore", over="ignore", invalid="ignore"):  # checked below
-            eta, scale = self._natural_parameters(mc, P)
-        if eta is not None:
-            # |m|'|P||m| <= |m|_1^2 max|P|: a cheap bound on the terms that cancel near each mean.
+            eta, scale = self._natural_parameters(mc)
+            # |m|'|P||m| <= |m|_1^2 max|P|: a cheap bound on the terms that cancel near each
+            # mean; a sum that is not finite flags any entry of eta that is not.
             spread = np.abs(mc).sum(axis=1).max()
-            if not (spread * spread * scale <= EXPANSION_MAX_SCALE and np.isfinite(eta).all()):
+            if not (spread * spread * scale <= EXPANSION_MAX_SCALE and np.isfinite(eta.sum())):
                 eta = None
         cache["_cached_natural"] = eta
         return eta
 
-    def _natural_parameters(self, mc: np.ndarray, P: np.ndarray) -> tuple[np.ndarray | None, float]:
-        """eta, and the largest precision entry (for the precision check)."""
+    def _natural_parameters(self, mc: np.ndarray) -> tuple[np.ndarray, float]:
+        """eta, and the largest entry of the precisions (for the precision check). Run after
+        every batch: written for few numpy calls."""
         K, D = mc.shape
-        const = np.log(self.weights) + self.log_det_precision_cholesky - 0.5 * D * _LOG_2PI
-        full = self.covariance_type in ("full", "tied") and D > 1
-        if D == 0:
-            return None, 0.0
-        if full:
-            U = np.broadcast_to(P, (K, D, D))
-            mU = np.einsum("kd,kde->ke", mc, U)  # m'U, with P = U U'
+        const = np.log(self.weights)
+        const += self.log_det_precision_cholesky
+        const -= 0.5 * D * _LOG_2PI
+        if self.covariance_type in ("full", "tied") and D > 1:
+            U = self.precisions_cholesky  # P = U U'
+            if U.ndim == 2:
+                U = np.broadcast_to(U, (K, D, D))
+            mU = np.matmul(mc[:, None, :], U)  # (K, 1, D): m'U
             precision = np.matmul(U, np.swapaxes(U, 1, 2))
             rows, cols, factor = _triangle(D)
             eta = np.empty((K, 1 + D + len(rows)))
-            eta[:, 0] = const - 0.5 * np.einsum("ke,ke->k", mU, mU)
-            eta[:, 1 : 1 + D] = np.einsum("kde,ke->kd", U, mU)
-            eta[:, 1 + D :] = precision[:, rows, cols] * factor
-            scale = np.abs(precision).max()
-        else:
-            # per-feature precisions, from (K, D) diag, (K,) spherical, (K, 1, 1) or (1, 1) for D = 1
-            p = np.broadcast_to((P * P).reshape(1 if self.covariance_type == "tied" else K, -1), (K, D))
-            eta = np.empty((K, 1 + D + (1 if self.covariance_type == "spherical" else D)))
-            eta[:, 0] = const - 0.5 * np.einsum("kd,kd->k", mc * mc, p)
-            eta[:, 1 : 1 + D] = p * mc
-            eta[:, 1 + D :] = -0.5 * p[:, : eta.shape[1] - 1 - D]
-            scale = p.max()
-        return eta, scale
+            eta[:, 0] = const - 0.5 * (mU * mU).sum(axis=(1, 2))
+            np.matmul(mc[:, None, :], precision, out=eta[:, None, 1 : 1 + D])  # (P m)' = m'P
+            np.multiply(precision[:, rows, cols], factor, out=eta[:, 1 + D :])
+            return eta, np.abs(precision).max()
+        # One precision per feature: (K, D) diag, (K,) spherical, (K, 1, 1) or tied (1, 1) for D = 1.
+        p = 1.0 / self.covariances.reshape(1 if self.covariance_type == "tied" else K, -1)
+        pm = p * mc
+        second = 1 if self.covariance_type == "spherical" else D
+        eta = np.empty((K, 1 + D + second))
+        eta[:, 0] = const - 0.5 * (pm * mc).sum(axis=1)
+        eta[:, 1 : 1 + D] = pm
+        np.multiply(p[:, :second], -0.5, out=eta[:, 1 + D :])
+        return eta, p.max()
 
     def _mahalanobis_t(self, X: np.ndarray) -> np.ndarray:
         """Squared Mahalanobis distances of the rows of X to every component, shape (K, N):

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from scipy import stats as scipy_stats
 
+from online_em import stats as stats_module
 from online_em.stats import COVARIANCE_TYPES, MixtureParameters, SufficientStatistics
 
 
@@ -166,3 +167,22 @@ def test_large_batches_are_summed_in_chunks_to_the_same_statistics(monkeypatch):
     assert chunked.count == whole.count == 1000
     for field in ("s0", "s1", "s2"):
         np.testing.assert_allclose(getattr(chunked, field), getattr(whole, field), rtol=1e-12)
+
+
+@pytest.mark.parametrize("covariance_type, D", [("full", 1), ("diag", 1), ("spherical", 1), ("diag", 3), ("diag", 8)])
+def test_small_diagonal_parameters_equal_the_vectorised_recovery(monkeypatch, covariance_type, D):
+    """Few diagonal values are recovered in plain Python; the arrays' path must agree with it,
+    natural parameters included (and the precision check decides the same)."""
+    rng = np.random.default_rng(D)
+    for _ in range(10):
+        K = int(rng.integers(1, 6))
+        X = rng.normal(size=(200, D)) * rng.uniform(0.1, 10) + rng.uniform(-50, 50)
+        resp = rng.dirichlet(np.ones(K), size=200)
+        stats = SufficientStatistics.from_batch(X, resp, X[:10].mean(axis=0), covariance_type).average()
+        small = stats.to_parameters(1e-6)
+        with monkeypatch.context() as patch:
+            patch.setattr(stats_module, "SMALL_DIAGONAL_SIZE", 0)
+            vectorised = stats.to_parameters(1e-6)
+        for field in ("weights", "means", "covariances", "precisions_cholesky", "log_det_precision_cholesky"):
+            np.testing.assert_allclose(getattr(small, field), getattr(vectorised, field), rtol=1e-12, atol=0)
+        np.testing.assert_allclose(small.natural_parameters(), vectorised.natural_parameters(), rtol=1e-11, atol=1e-12)

@@ -22,8 +22,8 @@ record with ``--on-error fail``, or a state file or input that cannot be read; 2
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
-import itertools
 import json
 import os
 import signal
@@ -163,8 +163,8 @@ def _input_options(function):
         click.option("--columns", metavar="LIST",
                      help="Fields to read: column numbers from 1 (text, e.g. 2,3) or keys (jsonl, e.g. x,y)."),
         click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True,
-                     help="1: handle and flush each line as it arrives (live). N > 1: vectorised "
-                          "blocks of N lines for throughput, flushed after each block."),
+                     help="1: handle each line as it arrives, output flushed before waiting for input "
+                          "(live). N > 1: vectorised blocks of N lines for throughput, flushed after each block."),
         click.option("--on-error", type=click.Choice(["warn", "skip", "fail"]), default="warn", show_default=True,
                      help="A bad line: warn on stderr and write NA; drop it silently; or stop with exit code 1."),
         click.option("--checkpoint-every", type=click.IntRange(min=1), metavar="N",
@@ -278,17 +278,11 @@ class _Labeler:
                     self._source(handle)
 
     def _source(self, stream) -> None:
+        read = _reader(stream)
         if self.batch_size == 1:
-            self._lines(stream)
+            self._lines(read)
         else:
-            lineno = 0
-            size = self.batch_size
-            while True:
-                lines = list(itertools.islice(stream, size))
-                if not lines:
-                    break
-                self._block(lines, lineno)
-                lineno += len(lines)
+            self._blocks(read)
 
     # -- helpers
 
@@ -298,7 +292,7 @@ class _Labeler:
                 self.model.save(self.state)
             self.guard.poll()
 
-    def _after(self, n_lines: int, n_bytes: int = 0) -> None:
+    def _after(self, n_lines: int) -> None:
         self.lines_read += n_lines
         if self.checkpoint_every and self.lines_read // self.checkpoint_every > self._checkpointed:
             self._checkpointed = self.lines_read // self.checkpoint_every
@@ -330,6 +324,7 @@ class _Labeler:
         if self.on_error == "skip":
             self.n_skipped += 1
             return None
+        self.out.flush()  # the output of earlier lines first, as for a reader of both streams
         _warn(message)
         if self.output is None:
             return None
@@ -338,73 +333,160 @@ class _Labeler:
 
     # -- one line at a time (live)
 
-    def _lines(self, stream) -> None:
-        parse = self.parser.parse
-        model = self.model
-        out = self.out
-        output, echo, learn = self.output, self.echo, self.learn
-        guard = self.guard
-        progress = self.progress
-        pending_bytes = 0
+    def _lines(self, read: typing.Callable[[], bytes]) -> None:
+        """Handle each line as it comes. Its output is written before the next line is handled and
+        flushed before the labeler may wait for input, so a producer that waits for each answer
+        before it sends the next line gets it; a file or a full pipe gets one write for many
+        lines rather than a system call a line."""
+        handle = self._line_handler()
         lineno = 0
-        features = self._features
-        for raw in stream:
-            lineno += 1
+        tail = b""  # the start of a line whose end has not been read yet
+        while True:
+            self.out.flush()
+            chunk = read()
+            if not chunk:
+                break
+            lines = (tail + chunk).split(b"\n")
+            tail = lines.pop()
+            for raw in lines:
+                lineno += 1
+                handle(raw, lineno)
+            if self.progress is not None:
+                self.progress.update(len(chunk))
+        if tail:
+            handle(tail, lineno + 1)
+
+    def _line_handler(self) -> typing.Callable[[bytes, int], None]:
+        """The function that handles one line (without its b"\\n") and its number: parse, predict
+        and learn, write the output line. A closure, as it runs for every line."""
+        parse, write, guard, echo, every = self.parser.parse, self.out.write, self.guard, self.echo, self.checkpoint_every
+        step = None
+
+        def handle(raw: bytes, lineno: int) -> None:
+            nonlocal step
             try:
                 row = parse(raw)
             except RecordError as error:
-                text = self._bad_line(raw, lineno, error)
-                if text is not None:
-                    out.write(text + b"\n")
-                    out.flush()
-                self._after(1)
-                continue
-            if features is None:
-                features = self._ensure_features()
-            x = {features[0]: row[0]} if len(row) == 1 else dict(zip(features, row))
-            with guard:
-                if output == "label":
-                    text = b"%d" % (model.learn_predict_one(x) if learn else model.predict_one(x))
-                elif output is None:
-                    model.learn_one(x)
-                    text = None
-                else:
-                    proba = model.predict_proba_one(x)
-                    if output == "proba":
-                        text = _fmt_proba(proba.values())
-                    else:
-                        score = model.score_one(x)
-                        if output == "score":
-                            text = _fmt_score(score)
-                        else:
-                            label = max(proba, key=proba.get)
-                            text = _fmt_json(label, proba.values(), score)
-                    if learn:
-                        model.learn_one(x)
-            if text is not None:
-                if echo:
-                    text = raw.rstrip(b"\r\n") + b"\t" + text
-                out.write(text + b"\n")
-                out.flush()
+                line = self._bad_line(raw, lineno, error)
+                if line is not None:
+                    line += b"\n"
+            else:
+                if step is None:  # the features are known from the first good line on
+                    step = self._one_step()
+                line = step(row)
+                if echo and line is not None:
+                    line = raw.rstrip(b"\r") + b"\t" + line
+            if line is not None:
+                write(line)
             if guard.pending is not None:
                 guard.poll()
             self.lines_read += 1
-            if self.checkpoint_every and self.lines_read % self.checkpoint_every == 0:
-                self._checkpointed = self.lines_read // self.checkpoint_every
+            if every and self.lines_read % every == 0:
+                self._checkpointed = self.lines_read // every
                 self.save()
-            if progress is not None:
-                pending_bytes += len(raw)
-                if lineno % 4096 == 0:
-                    progress.update(pending_bytes)
-                    pending_bytes = 0
-        if progress is not None and pending_bytes:
-            progress.update(pending_bytes)
+
+        return handle
+
+    def _one_step(self) -> typing.Callable[[list[float]], bytes | None]:
+        """The model's work for one row, as a function returning the output line (None for fit)."""
+        features = self._ensure_features()
+        model, guard, output, learn = self.model, self.guard, self.output, self.learn
+        single = features[0] if len(features) == 1 else None
+
+        if output == "label":  # the common case, kept short
+            label = model.learn_predict_one if learn else model.predict_one
+
+            def step(row: list[float]) -> bytes:
+                x = {single: row[0]} if single is not None else dict(zip(features, row))
+                guard.critical = True  # as `with guard:`, without two method calls a line
+                try:
+                    return b"%d\n" % label(x)
+                finally:
+                    guard.critical = False
+
+            return step
+
+        def step(row: list[float]) -> bytes | None:
+            x = {single: row[0]} if single is not None else dict(zip(features, row))
+            with guard:
+                if output is None:
+                    model.learn_one(x)
+                    return None
+                proba = model.predict_proba_one(x)
+                if output == "proba":
+                    text = _fmt_proba(proba.values())
+                else:
+                    score = model.score_one(x)
+                    if output == "score":
+                        text = _fmt_score(score)
+                    else:
+                        text = _fmt_json(max(proba, key=proba.get), proba.values(), score)
+                if learn:
+                    model.learn_one(x)
+                return text + b"\n"
+
+        return step
 
     # -- blocks of lines (throughput)
 
-    def _block(self, lines: list[bytes], start: int) -> None:
+    def _blocks(self, read: typing.Callable[[], bytes]) -> None:
+        """Blocks of batch_size lines: reads gather until they hold a whole block (or the input
+        ends), then every whole block among them is handled, the rest waiting for more input."""
+        size = self.batch_size
+        lineno = 0
+        pending: list[bytes] = []
+        n_pending = 0  # line ends in pending
+        while True:
+            chunk = read()
+            if chunk:
+                pending.append(chunk)
+                n_pending += chunk.count(b"\n")
+                if n_pending < size:
+                    continue
+            data = b"".join(pending)
+            unfinished = not chunk and data and not data.endswith(b"\n")
+            if unfinished:  # the last line has no b"\n": give it one, counted nowhere
+                data += b"\n"
+            ends = np.flatnonzero(np.frombuffer(data, np.uint8) == ord("\n"))
+            whole = len(ends) if not chunk else len(ends) - len(ends) % size
+            if whole:
+                self._buffer(data, ends[:whole], lineno)
+                lineno += whole
+                used = int(ends[whole - 1]) + 1
+                if self.progress is not None:
+                    self.progress.update(used - unfinished)
+                data = data[used:]
+            if not chunk:
+                return
+            pending, n_pending = ([data] if data else []), len(ends) - whole
+
+    def _buffer(self, data: bytes, ends: np.ndarray, lineno: int) -> None:
+        """The lines of data that end at `ends` (the first after line number `lineno`), in blocks.
+        One-number lines are read for the whole buffer at once (`parse_lines`); a block with a
+        line that reading cannot take goes the long way, which reports each bad line."""
+        size = self.batch_size
+        fast = None  # (values, ok, index of their first line), once the parser can read them
+        for a in range(0, len(ends), size):
+            b = min(a + size, len(ends))
+            begin, end = (int(ends[a - 1]) + 1 if a else 0), int(ends[b - 1])
+            if fast is None:
+                parsed = self.parser.parse_lines(memoryview(data)[begin:], ends[a:] - begin)
+                if parsed is not None:
+                    fast = (*parsed, a)
+            matrix = None
+            if fast is not None:
+                values, ok, first = fast
+                if ok[a - first:b - first].all():
+                    matrix = values[a - first:b - first]
+            lines = data[begin:end].split(b"\n") if matrix is None or self.echo else None
+            self._block(lines, lineno + a, matrix)
+
+    def _block(self, lines: list[bytes] | None, start: int, matrix: np.ndarray | None = None) -> None:
+        """One block: its lines (None when `matrix` has them all and no output needs the text),
+        the number of the line before it, and its rows if already read."""
         parser = self.parser
-        matrix = parser.parse_block(lines)
+        if matrix is None:
+            matrix = parser.parse_block(lines)
         bad: dict[int, bytes | None] = {}
         failure = None
         if matrix is None:
@@ -425,9 +507,7 @@ class _Labeler:
         if self.output is not None:
             self._write_block(lines, texts, bad)
         self.guard.poll()
-        if self.progress is not None:
-            self.progress.update(sum(map(len, lines)))
-        self._after(len(lines))
+        self._after(len(matrix) + len(bad))
         if failure is not None:
             raise failure
 
@@ -481,6 +561,16 @@ class _Labeler:
         if chunks:
             self.out.write(b"\n".join(chunks) + b"\n")
             self.out.flush()
+
+
+_READ_SIZE = 1 << 20  # bytes asked of each read: enough to spread numpy's cost per call
+
+
+def _reader(stream) -> typing.Callable[[], bytes]:
+    """A function returning the stream's next bytes (b"" at its end): what one read brings, up
+    to _READ_SIZE, so that a pipe gives what it holds without waiting for more."""
+    read = getattr(stream, "read1", None) or stream.read  # a raw stream's read() does the same
+    return functools.partial(read, _READ_SIZE)
 
 
 def _want_progress(files: typing.Sequence[str], stream) -> bool:

@@ -320,6 +320,35 @@ def test_on_error_fail_writes_earlier_labels_saves_state_and_exits_1(tmp_path, b
     assert OnlineGaussianMixture.load(state).n_samples_seen == 20
 
 
+EDGES = (b"1.5\r\n2\r\n \t3 \n+4\n-0\n.5\n5.\n1_0\n0000000000000000012.5\n1e200\n-1e3\n"
+         b"12345678901234567890\n" + b"7" * 100 + b"\n9.75")  # and no b"\n" at the end
+
+
+@pytest.mark.parametrize("batch", ["1", "3", "1024"])
+@pytest.mark.parametrize("echo", [[], ["--echo"]])
+def test_reads_of_any_size_give_the_same_output_as_one_read(monkeypatch, batch, echo):
+    mixed, _ = mixed_lines(200, seed=3)
+    data = mixed + EDGES
+    args = ["label", *FAST, "--batch-size", batch, *echo]
+    whole = CliRunner().invoke(cli, args, input=data)
+    assert whole.exit_code == 0
+    assert len(whole.stdout.splitlines()) == data.count(b"\n") + 1
+    for size in (1, 5, 64):  # lines and blocks split across reads, the line numbers carried on
+        monkeypatch.setattr(cli_module, "_READ_SIZE", size)
+        result = CliRunner().invoke(cli, args, input=data)
+        assert (result.exit_code, result.stdout, result.stderr) == (0, whole.stdout, whole.stderr)
+
+
+def test_lines_are_read_as_float_reads_them_and_the_model_range_is_checked():
+    lines = EDGES.split(b"\n")
+    for batch in ("1", "1024"):
+        result = run(["label", *FAST, "--echo", "--batch-size", batch], EDGES)
+        echoed, labels = zip(*(line.rsplit("\t", 1) for line in result.stdout.splitlines()))
+        assert list(echoed) == [line.rstrip(b"\r").decode() for line in lines]
+        assert [i + 1 for i, label in enumerate(labels) if label == "NA"] == [10]  # 1e200 only
+        assert "line 10: field 1 is beyond ±1e+152 ('1e200')" in result.stderr
+
+
 def test_several_files_are_read_in_order_and_warnings_name_the_file(tmp_path):
     (tmp_path / "a.txt").write_text("1\n2\n")
     (tmp_path / "b.txt").write_text("3\nbad\n4\n")

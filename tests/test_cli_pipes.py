@@ -150,6 +150,24 @@ def test_a_signal_during_a_slow_pipe_saves_a_state_that_loads(tmp_path, signum, 
     assert model.n_samples_seen == 60 and model.is_initialised
 
 
+@pytest.mark.parametrize("batch", [1, 4])
+def test_each_line_or_block_is_answered_before_the_next_is_sent(tmp_path, batch):
+    """A producer that waits for the answers before it writes more: the labeler must flush what
+    it has before it waits for input, however it buffers its reads and writes."""
+    proc, _ = _start_live(tmp_path, "--batch-size", str(batch))
+    rng = np.random.default_rng(3)
+    try:
+        for _ in range(30):
+            proc.stdin.write("".join(f"{x:.4f}\n" for x in rng.normal(size=batch)).encode())
+            proc.stdin.flush()
+            for _ in range(batch):
+                assert _read_line(proc).strip() in (b"0", b"1")
+        proc.stdin.close()
+        assert proc.wait(timeout=20) == 0
+    finally:
+        proc.kill()
+
+
 def test_sigterm_while_busy_leaves_a_state_that_loads_and_holds_every_labelled_line(tmp_path):
     proc, state = _start_live(tmp_path, "--batch-size", "1")
     stop = threading.Event()

@@ -205,7 +205,7 @@ class SufficientStatistics:
             s2 = second[:, 0]
         else:
             s2 = second
-        return cls(covariance_type, np.array(shift, dtype=np.float64), s0, s1, s2, float(count))
+        return cls(covariance_type, shift, s0, s1, s2, float(count))  # shift: shared, never modified
 
     def copy(self) -> SufficientStatistics:
         return SufficientStatistics(
@@ -224,7 +224,7 @@ class SufficientStatistics:
             )
         if self.s1.shape != other.s1.shape:
             raise ValueError(f"cannot combine statistics of shapes {self.s1.shape} and {other.s1.shape}")
-        if not np.array_equal(self.shift, other.shift):
+        if self.shift is not other.shift and not np.array_equal(self.shift, other.shift):
             raise ValueError("cannot combine statistics taken about different shifts")
 
     def merge(self, other: SufficientStatistics) -> SufficientStatistics:
@@ -316,45 +316,53 @@ def _small_diagonal_parameters(stats: SufficientStatistics, reg_covar: float) ->
     parameters of the next E-step, since some thirty numpy calls on arrays of a few values cost
     more than all of it (the 1-D labeler runs this after every block)."""
     K, D = stats.s1.shape
-    shift = stats.shift.tolist()
     log, sqrt = math.log, math.sqrt
     half_log_2pi = 0.5 * D * _LOG_2PI
     masses = [m + _TINY_MASS for m in stats.s0.tolist()]
     total = sum(masses)
-    one_feature_full = stats.covariance_type != "diag"  # D = 1: full, or spherical
+    # full with one feature: no clipping at 0 before reg_covar, a floor on what is not positive
+    clip = stats.covariance_type != "full"
     floor = max(reg_covar, _FLOAT_TINY)
+    firsts, seconds = stats.s1.ravel().tolist(), stats.s2.ravel().tolist()
     weights, means, variances, factors, log_dets, eta = [], [], [], [], [], []
     largest_precision = spread = 0.0
-    for mass, first, second in zip(masses, stats.s1.tolist(), stats.s2.reshape(K, D).tolist()):
+    for k, mass in enumerate(masses):
         inverse = 1.0 / mass
-        mean = [v * inverse for v in first]
-        if one_feature_full and stats.covariance_type == "full":
-            var = second[0] * inverse - mean[0] * mean[0] + reg_covar
-            root = sqrt(var if var > 0.0 else floor)
-            var = [root * root]
-            factor = [1.0 / root]
-        else:
-            var = [q * inverse - m * m for q, m in zip(second, mean)]
-            var = [max((v if v > 0.0 else 0.0) + reg_covar, _FLOAT_TINY) for v in var]
-            factor = [1.0 / sqrt(v) for v in var]
-        log_det = sum(map(log, factor))
         weight = mass / total
-        precisions = [1.0 / v for v in var]
-        pm = [p * m for p, m in zip(precisions, mean)]
-        eta.append([log(weight) + log_det - half_log_2pi - 0.5 * sum(a * m for a, m in zip(pm, mean)), *pm]
-                   + [-0.5 * p for p in precisions])
-        largest_precision = max(largest_precision, *precisions)
-        spread = max(spread, sum(map(abs, mean)))
+        log_det = 0.0
+        row = [0.0]
+        curvature = []
+        offset = 0.0
+        for d in range(k * D, k * D + D):  # one feature at a time: plain floats
+            mean = firsts[d] * inverse
+            var = seconds[d] * inverse - mean * mean
+            if clip:
+                var = max((var if var > 0.0 else 0.0) + reg_covar, _FLOAT_TINY)
+                root = sqrt(var)
+            else:
+                var += reg_covar
+                root = sqrt(var if var > 0.0 else floor)
+                var = root * root
+            factor = 1.0 / root
+            precision = 1.0 / var
+            log_det += log(factor)
+            offset += precision * mean * mean
+            row.append(precision * mean)
+            curvature.append(-0.5 * precision)
+            largest_precision = max(largest_precision, precision)
+            means.append(mean)
+            variances.append(var)
+            factors.append(factor)
+        row[0] = log(weight) + log_det - half_log_2pi - 0.5 * offset
+        eta.append(row + curvature)
+        spread = max(spread, sum(map(abs, means[k * D :])))
         weights.append(weight)
-        means.append([m + c for m, c in zip(mean, shift)])
-        variances.append(var)
-        factors.append(factor)
         log_dets.append(log_det)
     shape = {"full": (K, 1, 1), "spherical": (K,), "diag": (K, D)}[stats.covariance_type]
     params = MixtureParameters(
         stats.covariance_type,
         np.array(weights),
-        np.array(means),
+        np.array(means).reshape(K, D) + stats.shift,
         np.array(variances).reshape(shape),
         np.array(factors).reshape(shape),
         np.array(log_dets),
@@ -675,14 +683,19 @@ class MixtureParameters:
         features T, log densities eta T (one GEMM), responsibilities R by log-sum-exp with one
         exp, and the statistics R T' (another GEMM)."""
         rows = min(E_STEP_CHUNK_ROWS, max(256, E_STEP_CHUNK_VALUES // eta.shape[1]))
-        moments = np.zeros_like(eta)
+        moments = None
         for start in range(0, len(X), rows):
             T = moment_features(X[start : start + rows], self.shift, self.covariance_type)
             resp = eta @ T
             top = resp.max(axis=0)
-            top[~np.isfinite(top)] = 0.0
+            finite = np.isfinite(top)
+            if not finite.all():
+                top[~finite] = 0.0
             resp -= top
             np.exp(resp, out=resp)
             resp /= resp.sum(axis=0)
-            moments += resp @ T.T
+            part = resp @ T.T
+            moments = part if moments is None else moments + part
+        if moments is None:  # no rows
+            moments = np.zeros_like(eta)
         return SufficientStatistics.from_moments(moments, self.shift, self.covariance_type, len(X))

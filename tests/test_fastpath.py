@@ -16,31 +16,58 @@ def _numpy_only(model: OnlineGaussianMixture) -> OnlineGaussianMixture:
     return model
 
 
-@pytest.mark.parametrize(
-    "covariance_type, n_features",
-    [("diag", 1), ("diag", 5), ("spherical", 3), ("full", 1), ("full", 3), ("full", 8)],
-)
-def test_engine_matches_the_numpy_path(covariance_type, n_features):
-    X, _ = synthetic_mixture(3000, n_features, 3, "full" if covariance_type == "full" else "diag", seed=n_features)
-    fast = OnlineGaussianMixture(3, covariance_type=covariance_type, warm_up=200, average_after=1000, seed=0)
-    slow = _numpy_only(OnlineGaussianMixture(3, covariance_type=covariance_type, warm_up=200, average_after=1000, seed=0))
-    assert fastpath.supports(covariance_type, n_features)
+def _agree_along(X, n_components, covariance_type, every=500, **options):
+    """learn_predict_one along X with the engine and with numpy only: labels, probabilities,
+    scores and predict_one along the way, and the parameters at the end, agree."""
+    fast = OnlineGaussianMixture(n_components, covariance_type=covariance_type, seed=0, **options)
+    slow = _numpy_only(OnlineGaussianMixture(n_components, covariance_type=covariance_type, seed=0, **options))
     labels_fast, labels_slow = [], []
     for i, row in enumerate(X.tolist()):
         x = dict(enumerate(row))
         labels_fast.append(fast.learn_predict_one(x))
         labels_slow.append(slow.learn_predict_one(x))
-        if i % 500 == 499:  # predictions and scores agree along the way, not only at the end
-            assert fast._engine is not None and slow._engine is None
+        if i % every == every - 1:  # predictions and scores agree along the way, not only at the end
+            assert slow._engine is None
             np.testing.assert_allclose(
                 list(fast.predict_proba_one(x).values()), list(slow.predict_proba_one(x).values()), rtol=1e-7
             )
             assert fast.score_one(x) == pytest.approx(slow.score_one(x), rel=1e-8)
+            assert fast.predict_one(x) == slow.predict_one(x)
+    assert fast._engine is not None
     assert labels_fast == labels_slow
     np.testing.assert_allclose(fast.means_, slow.means_, rtol=1e-7, atol=1e-12)
     np.testing.assert_allclose(fast.covariances_, slow.covariances_, rtol=1e-7)
     np.testing.assert_allclose(fast.weights_, slow.weights_, rtol=1e-7)
-    assert fast.n_samples_seen == slow.n_samples_seen == 3000
+    assert fast.n_samples_seen == slow.n_samples_seen == len(X)
+    return fast
+
+
+@pytest.mark.parametrize(
+    "covariance_type, n_features",
+    [("diag", 1), ("diag", 5), ("spherical", 3), ("full", 1), ("full", 2), ("full", 3), ("full", 5), ("full", 8)],
+)
+def test_engine_matches_the_numpy_path(covariance_type, n_features):
+    X, _ = synthetic_mixture(3000, n_features, 3, "full" if covariance_type == "full" else "diag", seed=n_features)
+    assert fastpath.supports(covariance_type, n_features)
+    _agree_along(X, 3, covariance_type, warm_up=200, average_after=1000)
+
+
+@pytest.mark.parametrize("covariance_type", ["diag", "spherical", "full"])
+@pytest.mark.parametrize("offset, scale, reg_covar", [(1e6, 1.0, 1e-6), (0.0, 1e-100, 0.0), (0.0, 1e-100, 1e-6)])
+def test_engine_matches_the_numpy_path_at_extreme_scales(covariance_type, offset, scale, reg_covar):
+    """Far from the origin (the shift keeps the moments small), and at 1e-100 with or without a
+    regulariser (which then dwarfs the data: the full engine refreshes its factors exactly)."""
+    X, _ = synthetic_mixture(1500, 4, 3, "full" if covariance_type == "full" else "diag", seed=7)
+    _agree_along(offset + scale * X, 3, covariance_type, every=300, warm_up=200, average_after=700, reg_covar=reg_covar)
+
+
+@pytest.mark.parametrize("covariance_type", ["diag", "full"])
+def test_a_collapsing_component_is_repaired_as_numpy_would(covariance_type):
+    """Three clusters in the warm-up, then only one: the others starve until the model re-seeds them."""
+    X, z = synthetic_mixture(6000, 3, 3, "full" if covariance_type == "full" else "diag", seed=5)
+    stream = np.concatenate([X[:300], X[z == 0][:3000]])
+    fast = _agree_along(stream, 3, covariance_type, warm_up=300, average_after=1000)
+    assert fast._n_reseeds > 0
 
 
 def test_switching_between_one_point_and_batch_calls_loses_nothing():
@@ -66,19 +93,42 @@ def test_structures_without_an_engine_use_numpy():
     assert not fastpath.supports("tied", 1)
 
 
-def test_full_engine_refreshes_every_component_it_moves():
-    """Skipping negligible refreshes never lets a cached factor drift from the statistics."""
-    X, _ = synthetic_mixture(6000, 3, 3, "full", seed=4)
-    model = OnlineGaussianMixture(3, warm_up=300, seed=0)
-    for row in X.tolist():
+def test_full_engine_tracks_its_factors_between_exact_refreshes(monkeypatch):
+    """The rank-one-updated precisions, corrected to first order for the regulariser, give the
+    densities an exact factorisation gives, along a stream that crosses many exact refreshes."""
+    refreshes = []
+    refresh = fastpath.FullEngine._refresh
+    monkeypatch.setattr(fastpath.FullEngine, "_refresh", lambda self, k, *s: refreshes.append(k) or refresh(self, k, *s))
+    X, _ = synthetic_mixture(6000, 4, 3, "full", seed=4)
+    model = OnlineGaussianMixture(3, warm_up=300, average_after=None, seed=0)
+    for i, row in enumerate(X.tolist()):
         model.learn_one(dict(enumerate(row)))
-    engine = model._engine
-    assert isinstance(engine, fastpath.FullEngine)
-    fresh = engine._parameters(engine.s0, engine.s1, engine.s2)[0]
-    for cached, exact in zip(engine.iterate[0], fresh):
-        np.testing.assert_allclose(cached[1], exact[1], rtol=1e-9, atol=1e-12)
-        for a, b in zip(cached[2], exact[2]):
-            np.testing.assert_allclose(a, b, rtol=1e-9)
+        if i % 500 == 499:
+            engine = model._engine
+            exact = fastpath.make_engine(*engine.export(), engine.alpha, engine.reg_covar, engine.average_after)
+            for probe in X[i - 5 : i].tolist():
+                np.testing.assert_allclose(engine.weighted_log_probs(probe), exact.weighted_log_probs(probe), rtol=1e-10)
+    updates = 3 * (6000 - 300)
+    assert 10 < len(refreshes) < updates / 5  # refreshed now and then, rank-one updated mostly
+
+
+def test_engines_pickle_and_copy_with_their_exact_state():
+    """A specialised engine is rebuilt from its generic class; the copy goes on bit for bit."""
+    import copy
+    import pickle
+
+    for covariance_type in ("diag", "full"):
+        X, _ = synthetic_mixture(1200, 3, 2, "diag", seed=3)
+        model = OnlineGaussianMixture(2, covariance_type=covariance_type, warm_up=100, average_after=500, seed=0)
+        for row in X[:900].tolist():
+            model.learn_one(dict(enumerate(row)))
+        engine = model._engine
+        assert type(engine).__name__ == ("DiagonalEngine3" if covariance_type == "diag" else "FullEngine3")
+        a, b = pickle.loads(pickle.dumps(engine)), copy.deepcopy(engine)
+        assert type(a) is type(b) is type(engine)
+        for row in X[900:].tolist():
+            assert a.learn_predict(row) == b.learn_predict(row) == engine.learn_predict(row)
+        assert a.export()[0].s2.tolist() == b.export()[0].s2.tolist() == engine.export()[0].s2.tolist()
 
 
 def test_two_component_engine_equals_the_general_one_point_engine():

@@ -614,8 +614,34 @@ class OnlineGaussianMixture(base.Clusterer):
 
     def predict_many(self, X: typing.Any):
         """The most probable component of each row: a pandas Series for a DataFrame, else an array."""
-        log_resp, _, index = self._many(X)
-        labels = log_resp.argmax(axis=1)
+        if self._features is None:
+            raise ValueError("the model has learned nothing yet, so it has no features to read")
+        matrix, index = self._matrix(X)
+        self._check_finite(matrix)
+        return _like(self._labels(matrix), index)
+
+    def _labels(self, matrix: np.ndarray) -> np.ndarray:
+        """Argmax of the weighted log densities: no normalisation needed."""
+        return self._parameters._weighted_log_prob_t(matrix).argmax(axis=0)
+
+    def learn_predict_many(self, X: typing.Any):
+        """Predict the component of each row, then learn the rows: `learn_predict_one` for a
+        mini-batch (the labeler's step), reading and checking X once.
+
+        >>> import numpy as np
+        >>> rng = np.random.default_rng(0)
+        >>> X = np.concatenate([rng.normal(0, 1, (300, 1)), rng.normal(10, 1, (300, 1))])
+        >>> model = OnlineGaussianMixture(n_components=2, warm_up=100, seed=0)
+        >>> labels = model.learn_predict_many(rng.permutation(X))
+        >>> sorted(np.bincount(model.learn_predict_many(X)).tolist())
+        [300, 300]
+
+        """
+        matrix, index = self._matrix(X)
+        self._check_finite(matrix)
+        self._sync()
+        labels = self._labels(matrix) if len(matrix) else np.zeros(0, dtype=np.intp)
+        self._learn_matrix(matrix)
         return _like(labels, index)
 
     def predict_proba_many(self, X: typing.Any):

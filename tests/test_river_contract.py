@@ -154,6 +154,24 @@ def test_learn_many_accepts_dataframes_and_arrays():
         model.learn_many(array[:, :2])
 
 
+@pytest.mark.parametrize("covariance_type", ["full", "diag"])
+def test_learn_predict_many_is_predict_many_then_learn_many(covariance_type):
+    xs, _ = blob_dicts(3000, seed=8)
+    X = np.array([[x[f] for f in sorted(x)] for x in xs])
+    both = OnlineGaussianMixture(n_components=3, covariance_type=covariance_type, seed=0)
+    apart = OnlineGaussianMixture(n_components=3, covariance_type=covariance_type, seed=0)
+    chunks = np.array_split(X, 24)  # 125 rows: through the warm-up, then past average_after
+    both.learn_many(chunks[0])
+    apart.learn_many(chunks[0])
+    for chunk in chunks[1:]:
+        labels = both.learn_predict_many(chunk)
+        np.testing.assert_array_equal(labels, apart.predict_many(chunk))
+        apart.learn_many(chunk)
+    np.testing.assert_array_equal(both.score_many(X), apart.score_many(X))
+    # labels are the argmax of the posterior probabilities
+    np.testing.assert_array_equal(both.predict_many(X), both.predict_proba_many(X).argmax(axis=1))
+
+
 def test_labels_are_stable_over_the_stream():
     xs, _ = blob_dicts(6000, seed=8)
     model = OnlineGaussianMixture(n_components=3, seed=0)

@@ -49,7 +49,7 @@ AVERAGE_EVERY = 16
 E_STEP_CHUNK_ROWS = 16384
 # Diagonal (or one-feature) models with at most this many means recover their parameters in
 # plain Python after each batch (see `_small_diagonal_parameters`).
-SMALL_DIAGONAL_SIZE = 64
+SMALL_DIAGONAL_SIZE = 12
 _FLOAT_TINY = float(np.finfo(np.float64).tiny)
 # The exponential-family E-step holds at most about this many values of features at once.
 E_STEP_CHUNK_VALUES = 1 << 22

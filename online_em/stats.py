@@ -38,7 +38,7 @@ COVARIANCE_TYPES = ("full", "diag", "spherical", "tied")
 
 _LOG_2PI = float(np.log(2.0 * np.pi))
 # scikit-learn adds 10 * eps to every component's mass so that an empty component never divides by 0.
-_TINY_MASS = 10.0 * np.finfo(np.float64).eps
+_TINY_MASS = float(10.0 * np.finfo(np.float64).eps)  # a Python float: numpy scalars slow plain arithmetic
 # Full and tied covariances also get this fraction of their largest variance on the diagonal, so
 # that they stay positive definite in float64 whatever the data's scale (reg_covar is absolute).
 RELATIVE_COVARIANCE_FLOOR = 1e-10

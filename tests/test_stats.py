@@ -186,3 +186,24 @@ def test_small_diagonal_parameters_equal_the_vectorised_recovery(monkeypatch, co
         for field in ("weights", "means", "covariances", "precisions_cholesky", "log_det_precision_cholesky"):
             np.testing.assert_allclose(getattr(small, field), getattr(vectorised, field), rtol=1e-12, atol=0)
         np.testing.assert_allclose(small.natural_parameters(), vectorised.natural_parameters(), rtol=1e-11, atol=1e-12)
+
+
+@pytest.mark.parametrize("D", [2, 5])
+def test_full_recovery_equals_from_covariances(D):
+    """to_parameters' fused full-covariance path against the general constructor, natural
+    parameters included."""
+    rng = np.random.default_rng(D)
+    for _ in range(10):
+        K = int(rng.integers(1, 6))
+        X = rng.normal(size=(300, D)) @ rng.normal(size=(D, D)) + rng.uniform(-50, 50, D)
+        resp = rng.dirichlet(np.ones(K), size=300)
+        stats = SufficientStatistics.from_batch(X, resp, X[:10].mean(axis=0), "full").average()
+        fused = stats.to_parameters(1e-6)
+        mass = stats.s0 + stats_module._TINY_MASS
+        means = stats.s1 / mass[:, None]
+        cov = stats.s2 / mass[:, None, None] - means[:, :, None] * means[:, None, :] + 1e-6 * np.eye(D)
+        general = MixtureParameters.from_covariances(
+            "full", mass / mass.sum(), means + stats.shift, cov, stats.shift, 1e-6)
+        for field in ("weights", "means", "covariances", "precisions_cholesky", "log_det_precision_cholesky"):
+            np.testing.assert_allclose(getattr(fused, field), getattr(general, field), rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(fused.natural_parameters(), general.natural_parameters(), rtol=1e-9, atol=1e-9)

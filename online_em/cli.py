@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
-import json
+import math
 import os
 import signal
 import sys
@@ -35,8 +35,7 @@ import click
 import numpy as np
 
 from . import __version__
-from .model import OnlineGaussianMixture
-from .persistence import StateFileError
+from .model import MAX_ABS_VALUE, OnlineGaussianMixture
 from .records import RecordError, make_parser, parse_columns
 
 __all__ = ["cli", "main"]
@@ -163,8 +162,8 @@ def _input_options(function):
         click.option("--columns", metavar="LIST",
                      help="Fields to read: column numbers from 1 (text, e.g. 2,3) or keys (jsonl, e.g. x,y)."),
         click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True,
-                     help="1: handle each line as it arrives, output flushed before waiting for input "
-                          "(live). N > 1: vectorised blocks of N lines for throughput, flushed after each block."),
+                     help="1: handle each line as it arrives (live). N > 1: vectorised blocks of N lines, "
+                          "for throughput. Either way, output is flushed before waiting for input."),
         click.option("--on-error", type=click.Choice(["warn", "skip", "fail"]), default="warn", show_default=True,
                      help="A bad line: warn on stderr and write NA; drop it silently; or stop with exit code 1."),
         click.option("--checkpoint-every", type=click.IntRange(min=1), metavar="N",
@@ -181,6 +180,8 @@ def _explicit(ctx: click.Context, name: str) -> bool:
 
 
 def _load_state(path: str) -> OnlineGaussianMixture:
+    from .persistence import StateFileError  # here: most runs have no state to load
+
     try:
         return OnlineGaussianMixture.load(path)
     except StateFileError as error:
@@ -232,6 +233,8 @@ def _fmt_score(value: float) -> bytes:
 
 
 def _fmt_json(label: int, proba, score: float) -> bytes:
+    import json  # only --output json and show --json need it: not imported at start-up
+
     return json.dumps({"label": int(label), "proba": list(proba), "score": float(score)}).encode()
 
 
@@ -283,6 +286,7 @@ class _Labeler:
             self._lines(read)
         else:
             self._blocks(read)
+        self.out.flush()
 
     # -- helpers
 
@@ -348,66 +352,84 @@ class _Labeler:
                 break
             lines = (tail + chunk).split(b"\n")
             tail = lines.pop()
-            for raw in lines:
-                lineno += 1
-                handle(raw, lineno)
+            handle(lines, lineno)
+            lineno += len(lines)
             if self.progress is not None:
                 self.progress.update(len(chunk))
         if tail:
-            handle(tail, lineno + 1)
+            handle([tail], lineno)
 
-    def _line_handler(self) -> typing.Callable[[bytes, int], None]:
-        """The function that handles one line (without its b"\\n") and its number: parse, predict
-        and learn, write the output line. A closure, as it runs for every line."""
-        parse, write, guard, echo, every = self.parser.parse, self.out.write, self.guard, self.echo, self.checkpoint_every
-        step = None
+    def _line_handler(self) -> typing.Callable[[list[bytes], int], None]:
+        """The function that handles lines (without their b"\\n"), given the number of the line
+        before them: for each, parse, predict and learn, write the output line. Its loop is the
+        hot path of --batch-size 1, so one plain number a line, the common case, is read inline
+        with float() (which takes exactly what the parser would); anything else asks the parser."""
+        write, guard, echo, every = self.out.write, self.guard, self.echo, self.checkpoint_every
+        step = key = None  # known from the first good line on
 
-        def handle(raw: bytes, lineno: int) -> None:
-            nonlocal step
-            try:
-                row = parse(raw)
-            except RecordError as error:
-                line = self._bad_line(raw, lineno, error)
-                if line is not None:
-                    line += b"\n"
-            else:
-                if step is None:  # the features are known from the first good line on
-                    step = self._one_step()
-                line = step(row)
-                if echo and line is not None:
-                    line = raw.rstrip(b"\r") + b"\t" + line
-            if line is not None:
-                write(line)
-            if guard.pending is not None:
-                guard.poll()
-            self.lines_read += 1
-            if every and self.lines_read % every == 0:
-                self._checkpointed = self.lines_read // every
-                self.save()
+        def handle(lines: list[bytes], lineno: int) -> None:
+            nonlocal step, key
+            for raw in lines:
+                lineno += 1
+                x = None
+                if key is not None:
+                    try:
+                        value = float(raw)
+                    except ValueError:
+                        value = math.nan
+                    if -MAX_ABS_VALUE <= value <= MAX_ABS_VALUE:  # and not NaN
+                        x = {key: value}
+                if x is None:
+                    x = self._record(raw, lineno)
+                if x is not None:
+                    if step is None:
+                        step, key = self._one_step()
+                    line = step(x)
+                    if line is not None:
+                        write(raw.rstrip(b"\r") + b"\t" + line if echo else line)
+                if guard.pending is not None:
+                    guard.poll()
+                if every:
+                    self.lines_read += 1
+                    if self.lines_read % every == 0:
+                        self._checkpointed = self.lines_read // every
+                        self.save()
 
         return handle
 
-    def _one_step(self) -> typing.Callable[[list[float]], bytes | None]:
-        """The model's work for one row, as a function returning the output line (None for fit)."""
+    def _record(self, raw: bytes, lineno: int) -> dict | None:
+        """The record on a line, read by the parser; None for a bad line, once reported and its
+        output line (NA) written."""
+        try:
+            row = self.parser.parse(raw)
+        except RecordError as error:
+            line = self._bad_line(raw, lineno, error)
+            if line is not None:
+                self.out.write(line + b"\n")
+            return None
         features = self._ensure_features()
+        return {features[0]: row[0]} if len(row) == 1 else dict(zip(features, row))
+
+    def _one_step(self) -> tuple[typing.Callable[[dict], bytes | None], typing.Any]:
+        """The model's work for one record, as a function returning the output line (None for
+        fit); and the feature's name when a line is one number that float() reads, else None."""
         model, guard, output, learn = self.model, self.guard, self.output, self.learn
-        single = features[0] if len(features) == 1 else None
+        features = self._features
+        key = features[0] if getattr(self.parser, "single", False) else None
 
         if output == "label":  # the common case, kept short
             label = model.learn_predict_one if learn else model.predict_one
 
-            def step(row: list[float]) -> bytes:
-                x = {single: row[0]} if single is not None else dict(zip(features, row))
+            def step(x: dict) -> bytes:
                 guard.critical = True  # as `with guard:`, without two method calls a line
                 try:
                     return b"%d\n" % label(x)
                 finally:
                     guard.critical = False
 
-            return step
+            return step, key
 
-        def step(row: list[float]) -> bytes | None:
-            x = {single: row[0]} if single is not None else dict(zip(features, row))
+        def step(x: dict) -> bytes | None:
             with guard:
                 if output is None:
                     model.learn_one(x)
@@ -425,18 +447,21 @@ class _Labeler:
                     model.learn_one(x)
                 return text + b"\n"
 
-        return step
+        return step, key
 
     # -- blocks of lines (throughput)
 
     def _blocks(self, read: typing.Callable[[], bytes]) -> None:
         """Blocks of batch_size lines: reads gather until they hold a whole block (or the input
-        ends), then every whole block among them is handled, the rest waiting for more input."""
+        ends), then every whole block among them is handled, the rest waiting for more input.
+        The output is flushed before each read, so every whole block read is answered before the
+        labeler may wait for input."""
         size = self.batch_size
         lineno = 0
         pending: list[bytes] = []
         n_pending = 0  # line ends in pending
         while True:
+            self.out.flush()
             chunk = read()
             if chunk:
                 pending.append(chunk)
@@ -541,13 +566,11 @@ class _Labeler:
                 buffer = np.full(2 * len(texts), ord("\n"), dtype=np.uint8)
                 buffer[0::2] = texts + ord("0")
                 self.out.write(buffer.tobytes())
-                self.out.flush()
                 return
             texts = list(map(b"%d".__mod__, texts.tolist()))
         if not bad and not self.echo:
             if texts:
                 self.out.write(b"\n".join(texts) + b"\n")
-                self.out.flush()
             return
         results = iter(texts)
         chunks = []
@@ -560,7 +583,6 @@ class _Labeler:
             chunks.append(raw.rstrip(b"\r\n") + b"\t" + text if self.echo else text)
         if chunks:
             self.out.write(b"\n".join(chunks) + b"\n")
-            self.out.flush()
 
 
 _READ_SIZE = 1 << 20  # bytes asked of each read: enough to spread numpy's cost per call
@@ -755,6 +777,8 @@ def show(state, as_json):
     else:
         summary = _summary(model)
     if as_json:
+        import json
+
         click.echo(json.dumps(summary, indent=2))
         return
     features = summary["features"]

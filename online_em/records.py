@@ -28,8 +28,6 @@ A single column of plain decimals, the common case of a stream, has a faster rou
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 
 from .model import MAX_ABS_VALUE
@@ -117,8 +115,10 @@ class NumericParser:
 
     def _set_width(self, n_features: int | None) -> None:
         self.n_features = n_features
-        # one number a line and no columns to pick: float() can read a whole line at once
-        self._single = n_features == 1 and self.columns is None
+        # One number a line and no columns to pick: float() reads a whole line (bytes) at once. It
+        # takes surrounding ASCII whitespace and rejects what the checks would (commas, several
+        # fields, non-ASCII), so a line it reads to a finite value within range is a good record.
+        self.single = n_features == 1 and self.columns is None
 
     @property
     def features(self) -> list | None:
@@ -139,9 +139,7 @@ class NumericParser:
 
     def parse(self, raw: bytes) -> list[float]:
         """One line as a row of floats (RecordError if it is not a valid record)."""
-        if self._single:
-            # float() takes bytes and surrounding ASCII whitespace, and rejects everything the
-            # checks below would (commas, several fields, non-ASCII): those go the long way
+        if self.single:  # see _set_width; what float() rejects goes the long way
             try:
                 value = float(raw)
             except ValueError:
@@ -176,7 +174,7 @@ class NumericParser:
         if not lines:
             return None
         try:
-            if self._single:
+            if self.single:
                 joined = b"\n".join(lines)  # the lines may come with or without their b"\n"
                 if b"," in joined:
                     return None
@@ -208,7 +206,7 @@ class NumericParser:
     def parse_lines(self, data: bytes, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """Every line of a buffer at once, when lines hold one number and no columns are picked:
         `parse_decimal_lines` (values as an (n, 1) matrix); otherwise None."""
-        if not self._single:
+        if not self.single:
             return None
         values, ok = parse_decimal_lines(data, ends)
         return values[:, None], ok
@@ -232,8 +230,11 @@ class JsonParser:
     """
 
     def __init__(self, columns: list[str] | None = None, features: list | None = None):
+        import json  # here: start-up need not pay for it when no JSON is read
+
         from .model import _sorted_features
 
+        self._loads, self._JSONDecodeError = json.loads, json.JSONDecodeError
         self._sort = _sorted_features
         self.columns = columns
         if columns is not None and features is not None and set(columns) != set(features):
@@ -253,8 +254,8 @@ class JsonParser:
         if not text:
             raise RecordError("empty line")
         try:
-            record = json.loads(text)
-        except json.JSONDecodeError as error:
+            record = self._loads(text)
+        except self._JSONDecodeError as error:
             raise RecordError(f"invalid JSON ({error.msg} at column {error.colno})") from None
         except RecursionError:
             raise RecordError("invalid JSON (nested too deeply)") from None

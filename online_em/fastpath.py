@@ -30,8 +30,8 @@ import math
 
 import numpy as np
 
-from .stats import _TINY_MASS as _NUMPY_TINY_MASS
 from .stats import (
+    _TINY_MASS,
     AVERAGE_EVERY,
     COLLAPSE_WEIGHT,
     RELATIVE_COVARIANCE_FLOOR,
@@ -51,9 +51,6 @@ MAX_FULL_FEATURES = 16
 MAX_DIAGONAL_FEATURES = 64
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
-# The same value as a Python float: arithmetic with a numpy scalar returns numpy scalars, each
-# operation several times slower than on floats, and the engines would carry them everywhere.
-_TINY_MASS = float(_NUMPY_TINY_MASS)
 _TINY = 2.2250738585072014e-308  # smallest normal float64: the floor of a variance
 
 

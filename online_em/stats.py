@@ -195,7 +195,9 @@ class SufficientStatistics:
         responsibilities, shape (K, rows): unpacks the second moments."""
         D = shift.shape[0]
         s0, s1, second = moments[:, 0], moments[:, 1 : 1 + D], moments[:, 1 + D :]
-        if covariance_type in ("full", "tied"):
+        if covariance_type == "full" and D == 1:
+            s2 = second.reshape(-1, 1, 1)
+        elif covariance_type in ("full", "tied"):
             K = moments.shape[0]
             rows, cols, _ = _triangle(D)
             s2 = np.empty((K, D, D))

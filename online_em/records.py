@@ -392,12 +392,13 @@ def parse_decimal_lines(data: bytes, ends: np.ndarray) -> tuple[np.ndarray, np.n
 
     Returns the values and which lines were read (`ok`): those holding an optional sign, then
     digits with at most one point among them (and at least one digit), at most 16 characters after
-    the sign, and digits that make at most 2**53 as an integer. Their value is then exactly
-    float()'s: the digits as an integer and a power of ten up to 1e16 are exact doubles, so one
-    division rounds correctly (Clinger's fast path). Anything else (spaces, exponents, inf, commas,
-    b"\\r", empty lines, longer numbers) is not ok, with a meaningless value: read it with float().
+    the sign, and digits that make at most 2**53 as an integer; a b"\\r" may end the line. Their
+    value is then exactly float()'s: the digits as an integer and a power of ten up to 1e16 are
+    exact doubles, so one division rounds correctly (Clinger's fast path). Anything else (spaces,
+    exponents, inf, commas, empty lines, longer numbers) is not ok, with a meaningless value: read
+    it with float().
 
-    >>> data = b"37.4402\\n-0.5\\n+7\\n1e3\\n.25\\n\\n1234567.12345678\\n123456789.12345678\\n"
+    >>> data = b"37.4402\\n-0.5\\n+7\\r\\n1e3\\n.25\\n\\n1234567.12345678\\n123456789.12345678\\n"
     >>> values, ok = parse_decimal_lines(data, np.flatnonzero(np.frombuffer(data, np.uint8) == 10))
     >>> ok.tolist()
     [True, True, True, False, True, False, True, False]
@@ -412,16 +413,17 @@ def parse_decimal_lines(data: bytes, ends: np.ndarray) -> tuple[np.ndarray, np.n
     starts[1:] = ends[:-1] + 1
     first = raw[starts] if n else np.empty(0, np.uint8)  # the b"\n" itself for an empty line
     signed = (first == ord("-")) | (first == ord("+"))
-    length = ends - starts - signed  # characters after the sign
     padded = np.empty(len(raw) + _WINDOW, np.uint8)  # room for the windows of the first lines
     padded[:_WINDOW] = 0
     padded[_WINDOW:] = raw
-    high, points_high, other = _digits_and_point(_words(padded, ends + 8), _TOP[np.clip(length, 0, 8)])
+    stop = ends - (padded[ends + (_WINDOW - 1)] == ord("\r"))  # where the number ends
+    length = stop - starts - signed  # characters after the sign
+    high, points_high, other = _digits_and_point(_words(padded, stop + 8), _TOP[np.clip(length, 0, 8)])
     value = _eight_digits(high)
     point = np.where(points_high != 0, 7 - _marked_byte(points_high), 0)
     n_points = (points_high != 0).astype(np.int64)
     if n and length.max() > 8:  # the low words matter only for lines of more than 8 characters
-        low, points_low, other_low = _digits_and_point(_words(padded, ends), _TOP[np.clip(length - 8, 0, 8)])
+        low, points_low, other_low = _digits_and_point(_words(padded, stop), _TOP[np.clip(length - 8, 0, 8)])
         value += _eight_digits(low) * np.uint64(10**8)
         point = np.where(points_low != 0, 15 - _marked_byte(points_low), point)
         n_points += points_low != 0

@@ -42,6 +42,7 @@ __all__ = ["cli", "main"]
 
 _PROG = "online-em"
 _NA = b"NA"
+_DIGIT_LINES = np.frombuffer(b"".join(b"%d\n" % k for k in range(10)), dtype=np.uint16)  # b"0\n"...b"9\n"
 _JSON_NA = b"null"
 _MAX_SHOWN = 80  # characters of a bad line quoted in a warning
 
@@ -344,20 +345,26 @@ class _Labeler:
         lines rather than a system call a line."""
         handle = self._line_handler()
         lineno = 0
-        tail = b""  # the start of a line whose end has not been read yet
+        pending: list[bytes] = []  # pieces of a line whose end has not been read yet
         while True:
             self.out.flush()
             chunk = read()
             if not chunk:
                 break
-            lines = (tail + chunk).split(b"\n")
-            tail = lines.pop()
+            lines = chunk.split(b"\n")
+            last = lines.pop()  # the start of the next line (b"" when the chunk ends with a line)
+            if lines and pending:  # joined once, when its end comes: long lines cost their length
+                pending.append(lines[0])
+                lines[0] = b"".join(pending)
+                pending = []
+            if last:
+                pending.append(last)
             handle(lines, lineno)
             lineno += len(lines)
             if self.progress is not None:
                 self.progress.update(len(chunk))
-        if tail:
-            handle([tail], lineno)
+        if pending:
+            handle([b"".join(pending)], lineno)
 
     def _line_handler(self) -> typing.Callable[[list[bytes], int], None]:
         """The function that handles lines (without their b"\\n"), given the number of the line
@@ -419,11 +426,12 @@ class _Labeler:
 
         if output == "label":  # the common case, kept short
             label = model.learn_predict_one if learn else model.predict_one
+            lines = [b"%d\n" % k for k in range(model.n_components)]  # labels are 0..K-1
 
             def step(x: dict) -> bytes:
                 guard.critical = True  # as `with guard:`, without two method calls a line
                 try:
-                    return b"%d\n" % label(x)
+                    return lines[label(x)]
                 finally:
                     guard.critical = False
 
@@ -561,11 +569,9 @@ class _Labeler:
 
     def _write_block(self, lines: list[bytes], texts, bad: dict) -> None:
         if isinstance(texts, np.ndarray):  # labels
-            if not bad and not self.echo and len(texts) and texts.max() < 10:
-                # one digit a line: build the bytes with numpy, no Python loop
-                buffer = np.full(2 * len(texts), ord("\n"), dtype=np.uint8)
-                buffer[0::2] = texts + ord("0")
-                self.out.write(buffer.tobytes())
+            if not bad and not self.echo and self.model.n_components <= 10:
+                # one digit a line: each label picks its two bytes from a table, no Python loop
+                self.out.write(_DIGIT_LINES[texts].tobytes())
                 return
             texts = list(map(b"%d".__mod__, texts.tolist()))
         if not bad and not self.echo:

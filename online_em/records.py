@@ -205,7 +205,17 @@ class NumericParser:
 
     def parse_lines(self, data: bytes, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """Every line of a buffer at once, when lines hold one number and no columns are picked:
-        `parse_decimal_lines` (values as an (n, 1) matrix); otherwise None."""
+        `parse_decimal_lines` (values as an (n, 1) matrix); otherwise None.
+
+        >>> parser = NumericParser()  # the first line, one number, sets the number of fields
+        >>> values, ok = parser.parse_lines(b"1.5\\n2 3\\n", np.array([3, 7]))
+        >>> values.tolist(), ok.tolist(), parser.n_features
+        ([[1.5], [...]], [True, False], 1)
+
+        """
+        if self.n_features is None and self.columns is None and len(ends):
+            if parse_decimal_lines(data, ends[:1])[1][0]:
+                self._set_width(1)  # as parse() of that first line would
         if not self.single:
             return None
         values, ok = parse_decimal_lines(data, ends)

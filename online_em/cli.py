@@ -498,18 +498,19 @@ class _Labeler:
         One-number lines are read for the whole buffer at once (`parse_lines`); a block with a
         line that reading cannot take goes the long way, which reports each bad line."""
         size = self.batch_size
-        fast = None  # (values, ok, index of their first line), once the parser can read them
+        fast = None  # (values, whether each block was read whole, index of their first line)
         for a in range(0, len(ends), size):
             b = min(a + size, len(ends))
             begin, end = (int(ends[a - 1]) + 1 if a else 0), int(ends[b - 1])
             if fast is None:
                 parsed = self.parser.parse_lines(memoryview(data)[begin:], ends[a:] - begin)
                 if parsed is not None:
-                    fast = (*parsed, a)
+                    values, ok = parsed
+                    fast = values, np.logical_and.reduceat(ok, np.arange(0, len(ok), size)), a
             matrix = None
             if fast is not None:
-                values, ok, first = fast
-                if ok[a - first:b - first].all():
+                values, whole, first = fast
+                if whole[(a - first) // size]:
                     matrix = values[a - first:b - first]
             lines = data[begin:end].split(b"\n") if matrix is None or self.echo else None
             self._block(lines, lineno + a, matrix)

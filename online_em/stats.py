@@ -307,6 +307,7 @@ class SufficientStatistics:
             cov -= centred_means * centred_means
             np.maximum(cov, 0.0, out=cov)
             cov += reg_covar
+            return _diag_parameters(weights, centred_means, cov, self.shift)
         else:
             cov = self.s2 / s0 - np.einsum("kd,kd->k", centred_means, centred_means)
             cov = np.maximum(cov / D, 0.0) + reg_covar
@@ -351,6 +352,31 @@ def _full_parameters(
         # max |P_ij| <= max P_ii for a positive definite P
         if not (spread * spread * _diagonal(precision).max() <= EXPANSION_MAX_SCALE and np.isfinite(eta.sum())):
             eta = None
+    params.__dict__["_cached_natural"] = eta
+    return params
+
+
+def _diag_parameters(
+    weights: np.ndarray, centred_means: np.ndarray, variances: np.ndarray, shift: np.ndarray
+) -> MixtureParameters:
+    """`MixtureParameters.from_covariances` for diagonal covariances that are the caller's to
+    modify, with the natural parameters of the next E-step: the same results in fewer numpy
+    calls (this runs after every batch)."""
+    K, D = centred_means.shape
+    np.maximum(variances, _FLOAT_TINY, out=variances)
+    factors = 1.0 / np.sqrt(variances)
+    log_det = np.log(factors).sum(axis=1)
+    params = MixtureParameters(
+        "diag", weights, centred_means + shift, variances, factors, log_det, shift
+    )
+    precisions = factors * factors
+    eta = np.empty((K, 1 + 2 * D))
+    pm = np.multiply(precisions, centred_means, out=eta[:, 1 : 1 + D])
+    np.multiply(precisions, -0.5, out=eta[:, 1 + D :])
+    eta[:, 0] = np.log(weights) + log_det - 0.5 * D * _LOG_2PI - 0.5 * (pm * centred_means).sum(axis=1)
+    spread = np.abs(centred_means).sum(axis=1).max()
+    if not (spread * spread * precisions.max() <= EXPANSION_MAX_SCALE and math.isfinite(eta.sum())):
+        eta = None
     params.__dict__["_cached_natural"] = eta
     return params
 

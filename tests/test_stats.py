@@ -207,3 +207,20 @@ def test_full_recovery_equals_from_covariances(D):
         for field in ("weights", "means", "covariances", "precisions_cholesky", "log_det_precision_cholesky"):
             np.testing.assert_allclose(getattr(fused, field), getattr(general, field), rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(fused.natural_parameters(), general.natural_parameters(), rtol=1e-9, atol=1e-9)
+
+
+def test_diag_recovery_equals_from_covariances():
+    rng = np.random.default_rng(4)
+    for _ in range(10):
+        K, D = int(rng.integers(3, 8)), int(rng.integers(4, 12))  # beyond the plain-Python sizes
+        X = rng.normal(size=(300, D)) * rng.uniform(0.1, 10, D) + rng.uniform(-50, 50, D)
+        resp = rng.dirichlet(np.ones(K), size=300)
+        stats = SufficientStatistics.from_batch(X, resp, X[:10].mean(axis=0), "diag").average()
+        fused = stats.to_parameters(1e-6)
+        mass = stats.s0 + stats_module._TINY_MASS
+        means = stats.s1 / mass[:, None]
+        cov = np.maximum(stats.s2 / mass[:, None] - means**2, 0.0) + 1e-6
+        general = MixtureParameters.from_covariances("diag", mass / mass.sum(), means + stats.shift, cov, stats.shift)
+        for field in ("weights", "means", "covariances", "precisions_cholesky", "log_det_precision_cholesky"):
+            np.testing.assert_allclose(getattr(fused, field), getattr(general, field), rtol=1e-11, atol=1e-12)
+        np.testing.assert_allclose(fused.natural_parameters(), general.natural_parameters(), rtol=1e-10, atol=1e-10)

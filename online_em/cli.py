@@ -550,11 +550,8 @@ class _Labeler:
         model, output = self.model, self.output
         texts: list[bytes] = []
         with self.guard:
-            if output == "label":
-                labels = model.predict_many(matrix)
-                if self.learn:
-                    model.learn_many(matrix)
-                return labels  # formatted by _write_block
+            if output == "label":  # formatted by _write_block
+                return model.learn_predict_many(matrix) if self.learn else model.predict_many(matrix)
             elif output == "proba":
                 texts = [_fmt_proba(row) for row in model.predict_proba_many(matrix).tolist()]
             elif output == "score":

@@ -434,9 +434,12 @@ PEAK_RSS_WRAPPER = textwrap.dedent(
 
 def subprocess_env() -> dict:
     """The environment for child processes: as a user's shell would have it. PYTHONUNBUFFERED
-    (set in some sandboxes) would turn every write of both sides into a system call."""
+    (set in some sandboxes) would turn every write of both sides into a system call, and
+    PYTHONDONTWRITEBYTECODE would make every start compile the package anew (an installed
+    package has its bytecode cached)."""
     env = dict(os.environ)
     env.pop("PYTHONUNBUFFERED", None)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     return env
 
 
@@ -526,7 +529,8 @@ def bench_cli(report: Report, sizes: Sizes, workdir: str, cli: list[str] | None,
         f"two processes, shuffled, four decimals) against `python plain_loop.py` doing "
         "`for line in sys.stdin: v = float(line); sys.stdout.write('1\\n' if v > 30 else '0\\n')`. "
         "Both are subprocesses timed wall-clock, interpreter start-up and imports included, with "
-        f"PYTHONUNBUFFERED removed from their environment. Median of {runs(rounds(times))}; "
+        f"PYTHONUNBUFFERED and PYTHONDONTWRITEBYTECODE removed from their environment (as a user's "
+        f"shell has it). Median of {runs(rounds(times))}; "
         "ratio = plain loop time / CLI time.",
         "",
     ]

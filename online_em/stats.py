@@ -360,18 +360,48 @@ def _full_parameters(
         and largest.min() > _EXPANSION_MIN_VARIANCE
         and spread * spread <= EXPANSION_MAX_SCALE * largest.min()
     ):
-        precision = np.matmul(np.swapaxes(inverse, 1, 2), inverse)
-        whitened = np.matmul(inverse, centred_means[:, :, None])  # W m
-        rows, cols, factor = _triangle(D)
-        eta = np.empty((K, 1 + D + len(rows)))
-        eta[:, 0] = np.log(weights) + log_det - 0.5 * D * _LOG_2PI - 0.5 * (whitened * whitened).sum(axis=(1, 2))
-        np.matmul(centred_means[:, None, :], precision, out=eta[:, None, 1 : 1 + D])  # (P m)' = m'P
-        np.multiply(precision[:, rows, cols], factor, out=eta[:, 1 + D :])
-        # max |P_ij| <= max P_ii for a positive definite P
-        if not (spread * spread * _diagonal(precision).max() <= EXPANSION_MAX_SCALE and np.isfinite(eta.sum())):
-            eta = None
+        eta = _precise_enough(*_natural_full(weights, log_det, centred_means, inverse), spread)
     params.__dict__["_cached_natural"] = eta
     return params
+
+
+def _natural_full(
+    weights: np.ndarray, log_det: np.ndarray, centred_means: np.ndarray, inverse: np.ndarray
+) -> tuple[np.ndarray, float]:
+    """Natural parameters (see `MixtureParameters.natural_parameters`) of full covariances whose
+    precisions are W'W for the (K, D, D) factors `inverse` (W = L^-1 for the Cholesky factor L),
+    and the largest entry of the precisions (max |P_ij| <= max P_ii for a positive definite P)."""
+    K, D = centred_means.shape
+    precision = np.matmul(np.swapaxes(inverse, 1, 2), inverse)
+    whitened = np.matmul(inverse, centred_means[:, :, None])  # W m, so that m'Pm = |W m|^2
+    rows, cols, factor = _triangle(D)
+    eta = np.empty((K, 1 + D + len(rows)))
+    eta[:, 0] = np.log(weights) + log_det - 0.5 * D * _LOG_2PI - 0.5 * (whitened * whitened).sum(axis=(1, 2))
+    np.matmul(centred_means[:, None, :], precision, out=eta[:, None, 1 : 1 + D])  # (P m)' = m'P
+    np.multiply(precision[:, rows, cols], factor, out=eta[:, 1 + D :])
+    return eta, _diagonal(precision).max()
+
+
+def _natural_diagonal(
+    weights: np.ndarray, log_det: np.ndarray, centred_means: np.ndarray, precisions: np.ndarray, second: int
+) -> tuple[np.ndarray, float]:
+    """Natural parameters of diagonal precisions (K, D), or ones that broadcast to that shape, with
+    `second` second-moment features (D, or 1 if spherical), and the largest precision."""
+    K, D = centred_means.shape
+    eta = np.empty((K, 1 + D + second))
+    pm = np.multiply(precisions, centred_means, out=eta[:, 1 : 1 + D])
+    np.multiply(precisions[:, :second], -0.5, out=eta[:, 1 + D :])
+    eta[:, 0] = np.log(weights) + log_det - 0.5 * D * _LOG_2PI - 0.5 * (pm * centred_means).sum(axis=1)
+    return eta, precisions.max()
+
+
+def _precise_enough(eta: np.ndarray, largest_precision: float, spread: float) -> np.ndarray | None:
+    """eta, or None where the expanded form would lose precision or is not finite: the terms
+    that cancel near each mean are at most |m|'|P||m| <= |m|_1^2 max|P| (`spread` is the largest
+    |m|_1), and a sum that is not finite flags any entry that is not."""
+    if spread * spread * largest_precision <= EXPANSION_MAX_SCALE and math.isfinite(eta.sum()):
+        return eta
+    return None
 
 
 def _diag_parameters(
@@ -387,15 +417,8 @@ def _diag_parameters(
     params = MixtureParameters(
         "diag", weights, centred_means + shift, variances, factors, log_det, shift
     )
-    precisions = factors * factors
-    eta = np.empty((K, 1 + 2 * D))
-    pm = np.multiply(precisions, centred_means, out=eta[:, 1 : 1 + D])
-    np.multiply(precisions, -0.5, out=eta[:, 1 + D :])
-    eta[:, 0] = np.log(weights) + log_det - 0.5 * D * _LOG_2PI - 0.5 * (pm * centred_means).sum(axis=1)
-    spread = np.abs(centred_means).sum(axis=1).max()
-    if not (spread * spread * precisions.max() <= EXPANSION_MAX_SCALE and math.isfinite(eta.sum())):
-        eta = None
-    params.__dict__["_cached_natural"] = eta
+    natural = _natural_diagonal(weights, log_det, centred_means, factors * factors, D)
+    params.__dict__["_cached_natural"] = _precise_enough(*natural, np.abs(centred_means).sum(axis=1).max())
     return params
 
 
@@ -642,44 +665,20 @@ class MixtureParameters:
         if not expansion_pays(self.covariance_type, *mc.shape):
             cache["_cached_natural"] = None
             return None
+        K, D = mc.shape
         with np.errstate(divide="ignore", over="ignore", invalid="ignore"):  # checked below
-            eta, scale = self._natural_parameters(mc)
-            # |m|'|P||m| <= |m|_1^2 max|P|: a cheap bound on the terms that cancel near each
-            # mean; a sum that is not finite flags any entry of eta that is not.
-            spread = np.abs(mc).sum(axis=1).max()
-            if not (spread * spread * scale <= EXPANSION_MAX_SCALE and np.isfinite(eta.sum())):
-                eta = None
+            if self.covariance_type in ("full", "tied") and D > 1:
+                inverse = np.broadcast_to(np.swapaxes(self.precisions_cholesky, -1, -2), (K, D, D))
+                natural = _natural_full(self.weights, self.log_det_precision_cholesky, mc, inverse)
+            else:  # one precision per feature: (K, D) diag, (K,) spherical, (K, 1, 1) or (1, 1) tied
+                precisions = 1.0 / self.covariances.reshape(1 if self.covariance_type == "tied" else K, -1)
+                second = 1 if self.covariance_type == "spherical" else D
+                natural = _natural_diagonal(
+                    self.weights, self.log_det_precision_cholesky, mc, np.broadcast_to(precisions, (K, D)), second
+                )
+            eta = _precise_enough(*natural, np.abs(mc).sum(axis=1).max())
         cache["_cached_natural"] = eta
         return eta
-
-    def _natural_parameters(self, mc: np.ndarray) -> tuple[np.ndarray, float]:
-        """eta, and the largest entry of the precisions (for the precision check). Run after
-        every batch: written for few numpy calls."""
-        K, D = mc.shape
-        const = np.log(self.weights)
-        const += self.log_det_precision_cholesky
-        const -= 0.5 * D * _LOG_2PI
-        if self.covariance_type in ("full", "tied") and D > 1:
-            U = self.precisions_cholesky  # P = U U'
-            if U.ndim == 2:
-                U = np.broadcast_to(U, (K, D, D))
-            mU = np.matmul(mc[:, None, :], U)  # (K, 1, D): m'U
-            precision = np.matmul(U, np.swapaxes(U, 1, 2))
-            rows, cols, factor = _triangle(D)
-            eta = np.empty((K, 1 + D + len(rows)))
-            eta[:, 0] = const - 0.5 * (mU * mU).sum(axis=(1, 2))
-            np.matmul(mc[:, None, :], precision, out=eta[:, None, 1 : 1 + D])  # (P m)' = m'P
-            np.multiply(precision[:, rows, cols], factor, out=eta[:, 1 + D :])
-            return eta, np.abs(precision).max()
-        # One precision per feature: (K, D) diag, (K,) spherical, (K, 1, 1) or tied (1, 1) for D = 1.
-        p = 1.0 / self.covariances.reshape(1 if self.covariance_type == "tied" else K, -1)
-        pm = p * mc
-        second = 1 if self.covariance_type == "spherical" else D
-        eta = np.empty((K, 1 + D + second))
-        eta[:, 0] = const - 0.5 * (pm * mc).sum(axis=1)
-        eta[:, 1 : 1 + D] = pm
-        np.multiply(p[:, :second], -0.5, out=eta[:, 1 + D :])
-        return eta, p.max()
 
     def _mahalanobis_t(self, X: np.ndarray) -> np.ndarray:
         """Squared Mahalanobis distances of the rows of X to every component, shape (K, N):

@@ -410,7 +410,7 @@ def _diag_parameters(
     """`MixtureParameters.from_covariances` for diagonal covariances that are the caller's to
     modify, with the natural parameters of the next E-step: the same results in fewer numpy
     calls (this runs after every batch)."""
-    K, D = centred_means.shape
+    D = centred_means.shape[1]
     np.maximum(variances, _FLOAT_TINY, out=variances)
     factors = 1.0 / np.sqrt(variances)
     log_det = np.log(factors).sum(axis=1)

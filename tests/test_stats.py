@@ -227,3 +227,41 @@ def test_diag_recovery_equals_from_covariances():
         for field in ("weights", "means", "covariances", "precisions_cholesky", "log_det_precision_cholesky"):
             np.testing.assert_allclose(getattr(fused, field), getattr(general, field), rtol=1e-11, atol=1e-12)
         np.testing.assert_allclose(fused.natural_parameters(), general.natural_parameters(), rtol=1e-10, atol=1e-10)
+
+
+def _direct(params: MixtureParameters) -> MixtureParameters:
+    """The same parameters with the expanded form switched off: E-steps whiten directly."""
+    copy = MixtureParameters(params.covariance_type, params.weights, params.means, params.covariances,
+                             params.precisions_cholesky, params.log_det_precision_cholesky, params.shift)
+    copy.__dict__["_cached_natural"] = None
+    return copy
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("D, K", [(1, 2), (3, 4), (6, 3)])
+def test_expanded_e_step_equals_whitening(covariance_type, D, K):
+    """The exponential-family E-step (features times natural parameters) against the direct one:
+    log densities, responsibilities and every statistic."""
+    rng = np.random.default_rng(10 * D + K)
+    X = rng.normal(size=(2000, D)) @ rng.normal(size=(D, D)) + rng.uniform(-20, 20, D)
+    resp = rng.dirichlet(np.ones(K), size=len(X))
+    params = SufficientStatistics.from_batch(X, resp, X[:50].mean(axis=0), covariance_type).average().to_parameters(1e-6)
+    if params.natural_parameters() is None:
+        assert not stats_module.expansion_pays(covariance_type, K, D)
+        return
+    direct = _direct(params)
+    np.testing.assert_allclose(params.weighted_log_prob(X), direct.weighted_log_prob(X), rtol=1e-10, atol=1e-8)
+    ours, theirs = params.expected_statistics(X), direct.expected_statistics(X)
+    for field in ("s0", "s1", "s2"):
+        np.testing.assert_allclose(getattr(ours, field), getattr(theirs, field), rtol=1e-9, atol=1e-9 * len(X))
+
+
+def test_far_means_fall_back_to_whitening():
+    """Means thousands of standard deviations from the shift would cancel in the expanded form:
+    the precision check sends the E-step the direct way."""
+    params = MixtureParameters.from_covariances(
+        "diag", np.array([0.5, 0.5]), np.array([[0.0], [1e5]]), np.full((2, 1), 1.0), shift=np.zeros(1))
+    assert params.natural_parameters() is None
+    near = MixtureParameters.from_covariances(
+        "diag", np.array([0.5, 0.5]), np.array([[0.0], [10.0]]), np.full((2, 1), 1.0), shift=np.zeros(1))
+    assert near.natural_parameters() is not None

@@ -604,20 +604,22 @@ class OnlineGaussianMixture(base.Clusterer):
             return float(top)
         return float(top + np.log(np.exp(wlp - top).sum()))
 
-    def _many(self, X: typing.Any) -> tuple[np.ndarray, np.ndarray, typing.Any]:
+    def _inference_matrix(self, X: typing.Any) -> tuple[np.ndarray, typing.Any]:
+        """X as a checked float matrix in feature order, and its index, for inference."""
         if self._features is None:
             raise ValueError("the model has learned nothing yet, so it has no features to read")
         matrix, index = self._matrix(X)
         self._check_finite(matrix)
+        return matrix, index
+
+    def _many(self, X: typing.Any) -> tuple[np.ndarray, np.ndarray, typing.Any]:
+        matrix, index = self._inference_matrix(X)
         log_resp, log_norm = self._parameters.log_responsibilities(matrix)
         return log_resp, log_norm, index
 
     def predict_many(self, X: typing.Any):
         """The most probable component of each row: a pandas Series for a DataFrame, else an array."""
-        if self._features is None:
-            raise ValueError("the model has learned nothing yet, so it has no features to read")
-        matrix, index = self._matrix(X)
-        self._check_finite(matrix)
+        matrix, index = self._inference_matrix(X)
         return _like(self._labels(matrix), index)
 
     def _labels(self, matrix: np.ndarray) -> np.ndarray:

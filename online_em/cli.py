@@ -372,28 +372,30 @@ class _Labeler:
         hot path of --batch-size 1, so one plain number a line, the common case, is read inline
         with float() (which takes exactly what the parser would); anything else asks the parser."""
         write, guard, echo, every = self.out.write, self.guard, self.echo, self.checkpoint_every
-        step = key = None  # known from the first good line on
+        step = key = number_step = None  # known from the first good line on
 
         def handle(lines: list[bytes], lineno: int) -> None:
-            nonlocal step, key
+            nonlocal step, key, number_step
             for raw in lines:
                 lineno += 1
-                x = None
+                line = None
+                read = False
                 if key is not None:
                     try:
                         value = float(raw)
                     except ValueError:
                         value = math.nan
                     if -MAX_ABS_VALUE <= value <= MAX_ABS_VALUE:  # and not NaN
-                        x = {key: value}
-                if x is None:
+                        line = number_step(value)
+                        read = True
+                if not read:
                     x = self._record(raw, lineno)
-                if x is not None:
-                    if step is None:
-                        step, key = self._one_step()
-                    line = step(x)
-                    if line is not None:
-                        write(raw.rstrip(b"\r") + b"\t" + line if echo else line)
+                    if x is not None:
+                        if step is None:
+                            step, key, number_step = self._one_step()
+                        line = step(x)
+                if line is not None:
+                    write(raw.rstrip(b"\r") + b"\t" + line if echo else line)
                 if guard.pending is not None:
                     guard.poll()
                 if every:
@@ -417,9 +419,10 @@ class _Labeler:
         features = self._ensure_features()
         return {features[0]: row[0]} if len(row) == 1 else dict(zip(features, row))
 
-    def _one_step(self) -> tuple[typing.Callable[[dict], bytes | None], typing.Any]:
+    def _one_step(self) -> tuple[typing.Callable[[dict], bytes | None], typing.Any, typing.Any]:
         """The model's work for one record, as a function returning the output line (None for
-        fit); and the feature's name when a line is one number that float() reads, else None."""
+        fit); the feature's name when a line is one number that float() reads, else None; and
+        then the same work as a function of that number."""
         model, guard, output, learn = self.model, self.guard, self.output, self.learn
         features = self._features
         key = features[0] if getattr(self.parser, "single", False) else None
@@ -435,7 +438,18 @@ class _Labeler:
                 finally:
                     guard.critical = False
 
-            return step, key
+            if not learn:
+                return step, key, lambda value: step({key: value})
+            learn_predict_row = model._learn_predict_row  # no dict a line: a fifth of the time
+
+            def number_step(value: float) -> bytes:
+                guard.critical = True
+                try:
+                    return lines[learn_predict_row([value])]
+                finally:
+                    guard.critical = False
+
+            return step, key, number_step
 
         def step(x: dict) -> bytes | None:
             with guard:
@@ -455,7 +469,7 @@ class _Labeler:
                     model.learn_one(x)
                 return text + b"\n"
 
-        return step, key
+        return step, key, lambda value: step({key: value})
 
     # -- blocks of lines (throughput)
 

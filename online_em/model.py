@@ -242,6 +242,14 @@ class OnlineGaussianMixture(base.Clusterer):
             return label
         return self._learn_row(self._row(x), x)
 
+    def _learn_predict_row(self, row: list[float]) -> int:
+        """`learn_predict_one` for the values of a point in feature order (`feature_names_in_`),
+        without a dict: the live labeler's step, where building and reading a dict per line costs
+        a fifth of the time."""
+        if self._engine is None:
+            return self.learn_predict_one(dict(zip(self._features, row)))
+        return self._learn_row(row, row)
+
     def _learn_row(self, row: list[float], x: dict, predict: bool = True) -> int | None:
         """Learn one row; with the plain-Python engine and `predict`, return the label it
         predicted first."""

@@ -172,6 +172,20 @@ def test_learn_predict_many_is_predict_many_then_learn_many(covariance_type):
     np.testing.assert_array_equal(both.predict_many(X), both.predict_proba_many(X).argmax(axis=1))
 
 
+def test_the_labelers_row_step_equals_learn_predict_one():
+    """The CLI's live step takes rows, not dicts: the same labels and state along a stream that
+    crosses the warm-up."""
+    xs, _ = blob_dicts(1500, seed=9)
+    by_dict = OnlineGaussianMixture(n_components=3, seed=0)
+    by_row = OnlineGaussianMixture(n_components=3, seed=0)
+    by_row.learn_one(xs[0])  # the row step needs the features known
+    by_dict.learn_one(xs[0])
+    features = by_row.feature_names_in_
+    for x in xs[1:]:
+        assert by_row._learn_predict_row([x[f] for f in features]) == by_dict.learn_predict_one(x)
+    np.testing.assert_array_equal(by_row.means_, by_dict.means_)
+
+
 def test_labels_are_stable_over_the_stream():
     xs, _ = blob_dicts(6000, seed=8)
     model = OnlineGaussianMixture(n_components=3, seed=0)

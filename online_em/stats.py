@@ -338,16 +338,7 @@ def _full_parameters(
     modify, with the natural parameters of the next E-step from the same factors: the same
     results in about half the numpy calls of the two apart (this runs after every batch)."""
     K, D = centred_means.shape
-    diagonal = _diagonal(cov)
-    largest = diagonal.max(axis=1, keepdims=True)
-    diagonal += RELATIVE_COVARIANCE_FLOOR * largest
-    try:
-        chol = np.linalg.cholesky(cov)
-    except np.linalg.LinAlgError:
-        chol = _repaired_cholesky(cov, reg_covar)
-        cov = np.matmul(chol, np.swapaxes(chol, 1, 2))  # as repaired
-    inverse = np.linalg.inv(chol)  # W = L^-1: the precision is W'W, its upper factor W'
-    log_det = -np.log(_diagonal(chol)).sum(axis=1)
+    cov, inverse, log_det, largest = _factored(cov, reg_covar)
     params = MixtureParameters(
         "full", weights, centred_means + shift, cov, np.swapaxes(inverse, 1, 2), log_det, shift
     )
@@ -363,6 +354,22 @@ def _full_parameters(
         eta = _precise_enough(*_natural_full(weights, log_det, centred_means, inverse), spread)
     params.__dict__["_cached_natural"] = eta
     return params
+
+
+def _factored(cov: np.ndarray, reg_covar: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Full (or tied) covariances, C-contiguous and the caller's to modify: add the floor of
+    RELATIVE_COVARIANCE_FLOOR times each one's largest variance, and factor them. Returns the
+    covariances (as repaired, if any was not positive definite), W = L^-1 for their Cholesky
+    factors L (the precision is W'W), log det W, and each one's largest variance before the floor."""
+    diagonal = _diagonal(cov)
+    largest = diagonal.max(axis=-1, keepdims=True)
+    diagonal += RELATIVE_COVARIANCE_FLOOR * largest
+    try:
+        chol = np.linalg.cholesky(cov)
+    except np.linalg.LinAlgError:
+        chol = _repaired_cholesky(cov, reg_covar)
+        cov = np.matmul(chol, np.swapaxes(chol, -1, -2))  # as repaired
+    return cov, np.linalg.inv(chol), -np.log(_diagonal(chol)).sum(axis=-1), largest
 
 
 def _natural_full(
@@ -575,16 +582,9 @@ class MixtureParameters:
         elif covariance_type in ("full", "tied"):
             if not (_owned and covariances.flags.c_contiguous):
                 covariances = np.array(covariances)  # a copy: the floor goes on in place
-            diagonal = _diagonal(covariances)
-            diagonal += RELATIVE_COVARIANCE_FLOOR * diagonal.max(axis=-1, keepdims=True)
-            try:
-                chol = np.linalg.cholesky(covariances)
-            except np.linalg.LinAlgError:
-                chol = _repaired_cholesky(covariances, reg_covar)
-                covariances = np.matmul(chol, np.swapaxes(chol, -1, -2))  # as repaired
+            covariances, inverse, log_det, _ = _factored(covariances, reg_covar)
             # precision = (L L^T)^-1 = L^-T L^-1, so its upper factor is L^-T.
-            prec_chol = np.swapaxes(np.linalg.inv(chol), -1, -2)
-            log_det = -np.log(_diagonal(chol)).sum(axis=-1)
+            prec_chol = np.swapaxes(inverse, -1, -2)
         else:
             covariances = np.maximum(covariances, np.finfo(np.float64).tiny)
             prec_chol = 1.0 / np.sqrt(covariances)

@@ -130,9 +130,9 @@ def _blocks(model: OnlineGaussianMixture, data: typing.Any) -> tuple[list, list 
         if data.ndim != 2:
             raise ValueError(f"expected a 2-D dask array (rows x features), got {data.ndim} dimensions")
         d = data.shape[1]
-        if model.n_features_in and d != model.n_features_in:
+        if model.n_features_in_ and d != model.n_features_in:
             raise ValueError(
-                f"expected {model.n_features_in} features {model.feature_names_in_!r}, got {d}"
+                f"expected {model.n_features_in_} features {model.feature_names_in_!r}, got {d}"
             )
         if data.numblocks[1] != 1:  # one block of rows must hold whole rows
             data = data.rechunk({1: -1})
@@ -144,7 +144,7 @@ def _blocks(model: OnlineGaussianMixture, data: typing.Any) -> tuple[list, list 
         dd = None
     if dd is not None and isinstance(data, dd.DataFrame):
         columns = list(data.columns)
-        features = model.feature_names_in_ if model.n_features_in else _sorted_features(columns)
+        features = model.feature_names_in_ if model.n_features_in_ else _sorted_features(columns)
         missing = [f for f in features if f not in set(columns)]
         if missing:
             raise ValueError(f"feature {missing[0]!r} is missing from the columns {columns!r}")

@@ -418,7 +418,7 @@ class OnlineGaussianMixture(base.Clusterer):
             heaviest = int(np.argmax(params.weights))
             spread = np.sqrt(params.variances()[heaviest])
             points = [
-                params.means[heaviest] + self._rng.choice([-1.0, 1.0], size=self.n_features_in) * spread
+                params.means[heaviest] + self._rng.choice([-1.0, 1.0], size=self.n_features_in_) * spread
                 for _ in dead
             ]
         for k, point in zip(dead, points):
@@ -568,8 +568,17 @@ class OnlineGaussianMixture(base.Clusterer):
         return self._parameters.precisions_cholesky.copy()
 
     @property
-    def n_features_in(self) -> int:
+    def n_features_in_(self) -> int:
+        """Number of features the model reads (0 before it has seen any)."""
         return len(self._features or [])
+
+    @property
+    def n_features_in(self) -> int:
+        """Deprecated alias of `n_features_in_` (scikit-learn's spelling)."""
+        import warnings
+
+        warnings.warn("n_features_in is deprecated; use n_features_in_", DeprecationWarning, stacklevel=2)
+        return self.n_features_in_
 
     @property
     def feature_names_in_(self) -> list:

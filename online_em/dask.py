@@ -130,7 +130,7 @@ def _blocks(model: OnlineGaussianMixture, data: typing.Any) -> tuple[list, list 
         if data.ndim != 2:
             raise ValueError(f"expected a 2-D dask array (rows x features), got {data.ndim} dimensions")
         d = data.shape[1]
-        if model.n_features_in_ and d != model.n_features_in:
+        if model.n_features_in_ and d != model.n_features_in_:
             raise ValueError(
                 f"expected {model.n_features_in_} features {model.feature_names_in_!r}, got {d}"
             )

@@ -147,8 +147,9 @@ def _model_options(function):
                      help="Shape of the covariances, as in scikit-learn."),
         click.option("--alpha", type=click.FloatRange(0.5, 1.0, min_open=True), default=defaults.alpha,
                      show_default=True, help="Decay of the step size t**-alpha, in (0.5, 1]."),
-        click.option("--warm-up", type=click.IntRange(min=1), default=defaults.warm_up, show_default=True,
-                     help="Points buffered before the initial fit."),
+        click.option("--warm-up", type=click.IntRange(min=2), default=None,
+                     help="Points buffered and fitted in batch before the streaming updates "
+                          "(default: 10 per free parameter of the mixture, 500 to 20,000)."),
         click.option("--seed", type=int, default=None, help="Random seed (default: unpredictable)."),
     ]
     for option in reversed(options):
@@ -808,7 +809,7 @@ def show(state, as_json):
         click.echo("(the model has not seen any data yet)")
         return
     if not summary["is_initialised"]:
-        click.echo(f"(warming up: {model.n_samples_seen} of {model.warm_up} points; provisional parameters)")
+        click.echo(f"(warming up: {model.n_samples_seen} of {model.warm_up_size} points; batch fit of the points so far)")
     single = len(features) == 1
     header = ["component", "weight"]
     header += ["mean", "std"] if single else [f"mean[{f}]" for f in features] + [f"std[{f}]" for f in features]

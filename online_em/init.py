@@ -1,52 +1,138 @@
-"""Initialisation on a warm-up buffer: seeded k-means++ and a few iterations of batch EM.
+"""The batch fit of a buffer of points: k-means and k-means++ starts, MAP EM to a tolerance, and
+the best of several starts by log-likelihood. The model fits its warm-up buffer with it, so a
+stream shorter than the warm-up gets what batch EM gets.
 
 >>> import numpy as np
 >>> rng = np.random.default_rng(0)
 >>> X = np.concatenate([rng.normal(0, 1, (200, 1)), rng.normal(10, 1, (200, 1))])
->>> stats = initial_statistics(X, 2, "full", reg_covar=1e-6, rng=np.random.default_rng(1))
->>> sorted(np.round(stats.to_parameters(1e-6).means.ravel()).tolist())
+>>> fit = fit_buffer(X, 2, "full", reg_covar=1e-6, rng=np.random.default_rng(1))
+>>> sorted(np.round(fit.statistics.to_parameters(1e-6).means.ravel()).tolist())
 [0.0, 10.0]
+>>> fit.n_iter < 100
+True
 
 """
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
+from .prior import CovariancePrior
 from .stats import SufficientStatistics
 
-__all__ = ["kmeans_plusplus", "initial_statistics"]
+__all__ = ["BufferFit", "batch_em", "default_warm_up", "fit_buffer", "kmeans", "kmeans_plusplus", "n_parameters"]
+
+# Default warm-up: this many points per free parameter of the mixture, within these bounds.
+POINTS_PER_PARAMETER = 10
+MIN_WARM_UP = 500
+MAX_WARM_UP = 20_000
+# ... and at most this many buffered values (rows x features), 16 MiB of float64.
+MAX_WARM_UP_VALUES = 2_000_000
+# EM stops when the mean log-likelihood per point changes by less than this (scikit-learn's tol).
+TOL = 1e-3
+
+
+def n_parameters(covariance_type: str, n_components: int, n_features: int) -> int:
+    """Free parameters of a mixture (weights, means and covariances), as scikit-learn counts."""
+    K, D = n_components, n_features
+    covariance = {"full": K * D * (D + 1) // 2, "diag": K * D, "spherical": K, "tied": D * (D + 1) // 2}
+    return covariance[covariance_type] + K * D + K - 1
+
+
+def default_warm_up(covariance_type: str, n_components: int, n_features: int) -> int:
+    """Points buffered before the streaming updates begin, when the user sets none:
+    POINTS_PER_PARAMETER per free parameter of the mixture, at least MIN_WARM_UP and at most
+    MAX_WARM_UP points or MAX_WARM_UP_VALUES values.
+
+    >>> default_warm_up("full", 2, 1), default_warm_up("full", 7, 9), default_warm_up("full", 10, 64)
+    (500, 3840, 20000)
+
+    """
+    wanted = POINTS_PER_PARAMETER * n_parameters(covariance_type, n_components, n_features)
+    cap = min(MAX_WARM_UP, MAX_WARM_UP_VALUES // max(1, n_features))
+    return int(max(MIN_WARM_UP, n_components, min(wanted, cap)))
+
+
+def _scaled(X: np.ndarray) -> np.ndarray:
+    """X centred and divided by its largest deviation: squared distances stay finite near 1e150."""
+    centred = X - X.mean(axis=0)
+    scale = float(np.abs(centred).max()) or 1.0
+    return centred / scale
 
 
 def kmeans_plusplus(X: np.ndarray, n_clusters: int, rng: np.random.Generator) -> np.ndarray:
-    """Indices of `n_clusters` rows of X chosen by k-means++ (Arthur & Vassilvitskii, 2007).
+    """Indices of `n_clusters` rows of X chosen by greedy k-means++ (Arthur & Vassilvitskii,
+    2007; with scikit-learn's 2 + log K local trials per centre).
 
-    Each new centre is drawn with probability proportional to its squared distance to the nearest
-    centre already chosen. When every remaining distance is 0 (constant data) rows are drawn
-    uniformly, so duplicated points never divide by zero.
+    Each new centre is the best, by the potential it leaves, of a few rows drawn with probability
+    proportional to their squared distance to the nearest centre already chosen. When every
+    remaining distance is 0 (constant data) rows are drawn uniformly, so duplicated points never
+    divide by zero.
     """
     n = len(X)
-    scale = float(np.abs(X - X.mean(axis=0)).max()) or 1.0
-    Z = (X - X.mean(axis=0)) / scale  # keeps squared distances finite for data near 1e150
+    Z = _scaled(X)
+    trials = 2 + int(np.log(n_clusters))
     chosen = [int(rng.integers(n))]
     closest = np.einsum("nd,nd->n", Z - Z[chosen[0]], Z - Z[chosen[0]])
     for _ in range(1, n_clusters):
         total = closest.sum()
         if total > 0 and np.isfinite(total):
-            index = int(rng.choice(n, p=closest / total))
+            candidates = np.searchsorted(np.cumsum(closest), rng.random(trials) * total)
+            candidates = np.minimum(candidates, n - 1)
         else:
-            index = int(rng.integers(n))
-        chosen.append(index)
-        diff = Z - Z[index]
-        closest = np.minimum(closest, np.einsum("nd,nd->n", diff, diff))
+            candidates = rng.integers(n, size=1)
+        diff = Z[None, :, :] - Z[candidates][:, None, :]
+        distances = np.minimum(closest[None, :], np.einsum("cnd,cnd->cn", diff, diff))
+        best = int(np.argmin(distances.sum(axis=1)))
+        chosen.append(int(candidates[best]))
+        closest = distances[best]
     return np.array(chosen)
 
 
-def _hard_assignment(X: np.ndarray, centres: np.ndarray) -> np.ndarray:
-    d2 = ((X[:, None, :] - centres[None, :, :]) ** 2).sum(axis=2)
-    resp = np.zeros((len(X), len(centres)))
-    resp[np.arange(len(X)), d2.argmin(axis=1)] = 1.0
+def _nearest(Z: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    d2 = (centres * centres).sum(axis=1)[None, :] - 2.0 * Z @ centres.T
+    return d2.argmin(axis=1)
+
+
+def kmeans(X: np.ndarray, n_clusters: int, rng: np.random.Generator, max_iter: int = 100) -> np.ndarray:
+    """Labels of the rows of X by Lloyd's k-means from a k-means++ seeding, iterated until no
+    label changes (at most `max_iter` times); an emptied cluster keeps its last centre."""
+    Z = _scaled(X)
+    centres = Z[kmeans_plusplus(X, n_clusters, rng)]
+    labels = _nearest(Z, centres)
+    for _ in range(max_iter):
+        counts = np.bincount(labels, minlength=n_clusters)
+        sums = np.zeros_like(centres)
+        np.add.at(sums, labels, Z)
+        filled = counts > 0
+        centres[filled] = sums[filled] / counts[filled, None]
+        new = _nearest(Z, centres)
+        if np.array_equal(new, labels):
+            break
+        labels = new
+    return labels
+
+
+def _one_hot(labels: np.ndarray, n_clusters: int) -> np.ndarray:
+    resp = np.zeros((len(labels), n_clusters))
+    resp[np.arange(len(labels)), labels] = 1.0
     return resp
+
+
+@dataclasses.dataclass
+class BufferFit:
+    """The result of a batch fit: summed statistics of the points (the prior not included),
+    the mean log-likelihood per point under the MAP parameters, and the EM iterations run."""
+
+    statistics: SufficientStatistics
+    log_likelihood: float
+    n_iter: int
+
+
+def _m_step(stats: SufficientStatistics, prior: CovariancePrior | None, reg_covar: float):
+    return (stats if prior is None else prior.merged_into(stats)).to_parameters(reg_covar)
 
 
 def batch_em(
@@ -56,47 +142,61 @@ def batch_em(
     reg_covar: float,
     shift: np.ndarray,
     max_iter: int,
-    tol: float = 1e-6,
-) -> tuple[SufficientStatistics, float]:
-    """Run batch EM from initial responsibilities; return the summed statistics and the mean
-    log-likelihood of X under the parameters they give."""
+    tol: float = TOL,
+    prior: CovariancePrior | None = None,
+) -> BufferFit:
+    """(MAP) EM from initial responsibilities (N, K) until the mean log-likelihood changes by
+    less than `tol` (at most `max_iter` iterations, at least one)."""
     stats = SufficientStatistics.from_batch(X, resp, shift, covariance_type)
+    return _iterate(X, stats, reg_covar, max_iter, tol, prior)
+
+
+def _iterate(X, stats, reg_covar, max_iter, tol, prior) -> BufferFit:
     previous = -np.inf
     log_likelihood = -np.inf
-    for _ in range(max_iter):
-        params = stats.to_parameters(reg_covar)
-        log_resp, log_norm = params.log_responsibilities(X)
+    n_iter = 0
+    for n_iter in range(1, max(1, max_iter) + 1):
+        params = _m_step(stats, prior, reg_covar)
+        resp, log_norm = params.responsibilities(X)
+        stats = SufficientStatistics.from_batch(X, resp, stats.shift, stats.covariance_type)
         log_likelihood = float(log_norm.mean())
-        stats = SufficientStatistics.from_batch(X, np.exp(log_resp), shift, covariance_type)
         if abs(log_likelihood - previous) < tol:
             break
         previous = log_likelihood
-    return stats, log_likelihood
+    return BufferFit(stats, log_likelihood, n_iter)
 
 
-def initial_statistics(
+def fit_buffer(
     X: np.ndarray,
     n_components: int,
     covariance_type: str,
     reg_covar: float,
     rng: np.random.Generator,
     n_init: int = 3,
-    max_iter: int = 20,
-) -> SufficientStatistics:
-    """Summed statistics of the best of `n_init` k-means++ starts refined by batch EM.
+    max_iter: int = 100,
+    tol: float = TOL,
+    prior: CovariancePrior | None = None,
+) -> BufferFit:
+    """The best by log-likelihood of `n_init` starts, each followed by MAP EM to `tol`.
 
-    The statistics are taken about the mean of X. Each start seeds centres with k-means++,
-    assigns every row to its nearest centre, and runs at most `max_iter` EM iterations; the start
-    with the highest log-likelihood wins.
+    Starts alternate between k-means (Lloyd's iterations from a greedy k-means++ seeding, as
+    scikit-learn's default) and k-means++ seeds alone, each point given to its nearest centre.
+    The statistics are taken about the mean of X.
     """
     X = np.asarray(X, dtype=np.float64)
     shift = X.mean(axis=0)
-    best, best_ll = None, -np.inf
-    for _ in range(max(1, n_init)):
-        centres = X[kmeans_plusplus(X, n_components, rng)]
-        resp = _hard_assignment(X - shift, centres - shift)
-        stats, ll = batch_em(X, resp, covariance_type, reg_covar, shift, max_iter)
-        if best is None or ll > best_ll:
-            best, best_ll = stats, ll
-    return best
+    candidates = []
+    for start in range(max(1, n_init)):
+        if start % 2 == 0:
+            labels = kmeans(X, n_components, rng)
+        else:
+            seeds = X[kmeans_plusplus(X, n_components, rng)]
+            labels = _nearest(_scaled_like(X, X), _scaled_like(seeds, X))
+        candidates.append(batch_em(X, _one_hot(labels, n_components), covariance_type, reg_covar, shift, max_iter, tol, prior))
+    return max(candidates, key=lambda fit: fit.log_likelihood)
 
+
+def _scaled_like(points: np.ndarray, X: np.ndarray) -> np.ndarray:
+    centred = points - X.mean(axis=0)
+    scale = float(np.abs(X - X.mean(axis=0)).max()) or 1.0
+    return centred / scale

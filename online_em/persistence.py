@@ -1,10 +1,11 @@
 """Saving and loading `OnlineGaussianMixture` models as versioned JSON.
 
-A model file is one JSON object (UTF-8), ``"format": "online-em/model"``, ``"version": 1``:
+A model file is one JSON object (UTF-8), ``"format": "online-em/model"``, ``"version": 2`` (version 1 files, from before the covariance prior, still load):
 
 ``params``
     The hyper-parameters (``n_components``, ``covariance_type``, ``alpha``, ``warm_up``,
-    ``reg_covar``, ``average_after``, ``n_init``, ``init_max_iter``, ``seed``).
+    ``reg_covar``, ``average_after``, ``covariance_prior``, ``n_init``, ``init_max_iter``,
+    ``seed``).
 ``features``
     The feature names in the model's order (JSON strings or integers, kept as they are), or
     ``null`` before the model has seen a point.
@@ -57,11 +58,13 @@ if typing.TYPE_CHECKING:  # pragma: no cover
 __all__ = ["FORMAT", "VERSION", "StateFileError", "save", "load", "to_dict", "from_dict", "dumps", "loads"]
 
 FORMAT = "online-em/model"
-VERSION = 1
+VERSION = 2
+# Version 1 files (before the covariance prior) load as models without a prior.
+_READABLE = {1: {"covariance_prior": 0.0}, 2: {}}
 
 _PARAMS = (
     "n_components", "covariance_type", "alpha", "warm_up", "reg_covar",
-    "average_after", "n_init", "init_max_iter", "seed",
+    "average_after", "covariance_prior", "n_init", "init_max_iter", "seed",
 )
 
 
@@ -72,7 +75,7 @@ class StateFileError(ValueError):
     >>> loads('{"format": "online-em/model", "version": 99}')
     Traceback (most recent call last):
     ...
-    online_em.persistence.StateFileError: unsupported version 99 (this library reads version 1)
+    online_em.persistence.StateFileError: unsupported version 99 (this library reads versions 1 to 2)
 
     """
 
@@ -104,7 +107,7 @@ def to_dict(model: OnlineGaussianMixture) -> dict:
     >>> from online_em import OnlineGaussianMixture
     >>> state = to_dict(OnlineGaussianMixture(n_components=3, seed=1))
     >>> state["format"], state["version"], state["params"]["n_components"], state["stats"]
-    ('online-em/model', 1, 3, None)
+    ('online-em/model', 2, 3, None)
 
     """
     model._sync()
@@ -273,8 +276,8 @@ def from_dict(state: typing.Any) -> OnlineGaussianMixture:
     if state.get("format") != FORMAT:
         raise StateFileError(f"not an online-em model file (format {state.get('format')!r})")
     version = state.get("version")
-    if version != VERSION:
-        raise StateFileError(f"unsupported version {version!r} (this library reads version {VERSION})")
+    if isinstance(version, bool) or version not in _READABLE:
+        raise StateFileError(f"unsupported version {version!r} (this library reads versions 1 to {VERSION})")
     expected = {"format", "version", "params", "features", "buffer", "stats", "average",
                 "n_averaged", "t", "n_reseeds", "rng"}
     missing = sorted(expected - set(state))
@@ -285,6 +288,8 @@ def from_dict(state: typing.Any) -> OnlineGaussianMixture:
         raise StateFileError(f"unknown field(s) {', '.join(map(repr, unknown))}")
 
     params = state["params"]
+    if isinstance(params, dict):
+        params = {**_READABLE[version], **params}
     if not isinstance(params, dict) or set(params) != set(_PARAMS):
         got = sorted(params) if isinstance(params, dict) else type(params).__name__
         raise StateFileError(f"'params': expected the hyper-parameters {sorted(_PARAMS)}, got {got}")
@@ -325,9 +330,10 @@ def from_dict(state: typing.Any) -> OnlineGaussianMixture:
             raise StateFileError("'features' is null but the model has learned points")
         if average is not None:
             raise StateFileError("'average' is set but 'stats' is null")
-        if len(buffer) != t or len(buffer) >= model.warm_up:
+        model._features = list(features) if features is not None else None  # sizes the warm-up
+        if len(buffer) != t or len(buffer) >= model.warm_up_size:
             raise StateFileError(
-                f"'buffer': {len(buffer)} warm-up point(s) for t={t} and warm_up={model.warm_up}"
+                f"'buffer': {len(buffer)} warm-up point(s) for t={t} and warm_up={model.warm_up_size}"
             )
     elif buffer:
         raise StateFileError("'buffer' must be empty once the model is initialised ('stats' is set)")

@@ -1,0 +1,88 @@
+"""The covariance prior: pseudo-points that keep covariances well-conditioned on few points.
+
+A conjugate (normal-inverse-Wishart-like) prior on each component's covariance, written as
+sufficient statistics: `count` pseudo-points per component, placed at the component's mean with
+covariance `scale` (a share of the data's covariance). Merged into a component's statistics they turn the M-step into the
+MAP estimate
+
+    Sigma_k = (S_k + count * scale) / (n_k + count),
+
+where S_k is the scatter of the n_k points about the component's mean; the means are unchanged
+and the weights become (n_k + count) / (n + K count), a Dirichlet prior's smoothing. Because the
+prior is statistics, every path that moves statistics (batch EM on the warm-up buffer, the
+stepwise updates that follow, Dask tasks) carries it the same way: the initial fit takes it in,
+and the step schedule then treats it as the earliest data of the stream.
+
+>>> import numpy as np
+>>> from online_em.stats import SufficientStatistics
+>>> X = np.array([[0.0], [0.0], [0.0]])  # three identical points: no scatter of their own
+>>> stats = SufficientStatistics.from_batch(X, np.ones((3, 1)), np.zeros(1), "full")
+>>> prior = CovariancePrior(scale=np.array([[2.0]]), count=1.0)
+>>> prior.merged_into(stats).to_parameters(0.0).covariances.ravel().round(12).tolist()  # (0 + 1 * 2) / (3 + 1)
+[0.5]
+
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from .stats import SufficientStatistics, second_moment_shape
+
+__all__ = ["DEFAULT_COUNT", "CovariancePrior"]
+
+# The prior's covariance is the data's variance per feature times this: components are narrower
+# than the whole data set, and a prior wider than the components would inflate small ones.
+SCALE_SHARE = 0.5
+# Pseudo-points per component by default: measured on iris, wine and breast_cancer (10 seeds
+# each, against GaussianMixture's single start): 0 lets single-start fits of wine collapse
+# (ARI 0.14), 1 or more shrinks breast_cancer's correlated components (ARI 0.68-0.71); 0.3
+# keeps all three within 0.03 of scikit-learn's ARI and above its held-out log-likelihood.
+DEFAULT_COUNT = 0.3
+
+
+@dataclasses.dataclass(frozen=True)
+class CovariancePrior:
+    """`count` pseudo-points per component with covariance `scale`, shape (D, D)."""
+
+    scale: np.ndarray
+    count: float
+
+    @classmethod
+    def from_data(cls, X: np.ndarray, count: float) -> CovariancePrior:
+        """The prior for data like the rows of X: SCALE_SHARE of their covariance (a constant
+        feature gets the average variance of the others, or 1)."""
+        X = np.asarray(X, dtype=np.float64)
+        centred = X - X.mean(axis=0)
+        cov = centred.T @ centred * (SCALE_SHARE / max(1, len(X)))
+        var = np.diag(cov).copy()
+        positive = var[var > 0]
+        fallback = float(positive.mean()) * SCALE_SHARE if positive.size else 1.0
+        cov[np.diag_indices_from(cov)] = np.where(var > 0, var, fallback)
+        return cls(cov, float(count))
+
+    def pseudo_statistics(self, stats: SufficientStatistics, count: float | None = None) -> SufficientStatistics:
+        """The prior's statistics at the means of `stats`, about the same shift: `count`
+        pseudo-points per component (default: the prior's own count)."""
+        nu = self.count if count is None else count
+        K, D = stats.s1.shape
+        centred = stats.s1 / np.maximum(stats.s0, np.finfo(np.float64).tiny)[:, None]  # mean - shift
+        s0 = np.full(K, nu)
+        s1 = nu * centred
+        cov_type = stats.covariance_type
+        if cov_type == "full":
+            s2 = nu * (np.einsum("kd,ke->kde", centred, centred) + self.scale)
+        elif cov_type == "tied":
+            s2 = nu * (centred.T @ centred + K * self.scale)
+        elif cov_type == "diag":
+            s2 = nu * (centred * centred + np.diag(self.scale))
+        else:
+            s2 = nu * (np.einsum("kd,kd->k", centred, centred) + np.trace(self.scale))
+        assert s2.shape == second_moment_shape(cov_type, K, D)
+        return SufficientStatistics(cov_type, stats.shift, s0, s1, s2, 0.0)
+
+    def merged_into(self, stats: SufficientStatistics, count: float | None = None) -> SufficientStatistics:
+        """`stats` with the prior's pseudo-points added (their count of real points unchanged)."""
+        return stats.merge(self.pseudo_statistics(stats, count))

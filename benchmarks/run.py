@@ -44,6 +44,7 @@ from cases import (  # noqa: E402
     interleave,
     machine_description,
     median,
+    table,
     tutorial_stream,
 )
 
@@ -121,13 +122,6 @@ class Report:
         print(f"\n## {title}\n\n({now - self._last:.1f} s)\n", flush=True)
         self._last = now
         print("\n".join(lines), flush=True)
-
-
-def table(header: list[str], rows: list[list]) -> list[str]:
-    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    for row in rows:
-        out.append("| " + " | ".join(str(c) for c in row) + " |")
-    return out
 
 
 def runs(counts) -> str:

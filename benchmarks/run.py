@@ -745,7 +745,7 @@ def bench_real_data(report: Report, sizes: Sizes) -> None:
             f"{real_data.REFERENCE} ARI {real_data._num(t.ari_reference)}, ll {real_data._num(t.ll_reference)}",
             None, f"ARI >= ref - {real_data.ARI_SLACK}, ll >= ref - {real_data.LL_SLACK_PER_FEATURE} D"
             + ("" if judged else " (ll not judged)"), met))
-    lines = real_data.note(cells, seeds) + [""] + real_data.table(cells, seeds)
+    lines = real_data.note(cells, seeds) + [""] + real_data.table(cells)
     report.section("7. Real data, against scikit-learn and River", lines)
 
 

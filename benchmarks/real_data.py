@@ -123,11 +123,11 @@ class Split:
     K: int
 
     def dicts(self, X: np.ndarray) -> list[dict]:
-        """Rows as River dicts; zero-padded names sort in column order, which `predict_many` of a
-        model that learned the dicts expects."""
-        width = len(str(X.shape[1] - 1))
-        names = [f"x{j:0{width}d}" for j in range(X.shape[1])]
-        return [dict(zip(names, row)) for row in X.tolist()]
+        """Rows as River dicts keyed by column number. Integer keys sort in column order (which
+        `predict_many` of a model that learned the dicts relies on) and hash the same in every
+        process: River's KMeans draws each centre's coordinates lazily while iterating over a set
+        of keys, so with string keys its results would change with PYTHONHASHSEED."""
+        return [dict(enumerate(row)) for row in X.tolist()]
 
 
 @functools.lru_cache(maxsize=64)

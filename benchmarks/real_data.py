@@ -409,6 +409,16 @@ def note(cells: list[Cell], seeds) -> list[str]:
         "defaults, one pass of `learn_one`, then `predict_one`. Notes list the warning classes raised "
         f"during a system's runs. Data: {sources}.",
     ]
+    from online_em import OnlineGaussianMixture
+
+    warm_up = OnlineGaussianMixture().warm_up
+    short = [f"{d} ({len(split(d, 'shuffled', seeds[0]).train)})" for d in shown
+             if len(split(d, "shuffled", seeds[0]).train) < warm_up]
+    if short:
+        lines += ["", f"- Training rows shorter than the model's default `warm_up` ({warm_up}): "
+                  f"{', '.join(short)}. There ours never leaves its warm-up: both passes end with the "
+                  "same buffered rows, fitted in one batch at the first prediction, so `learn_one` and "
+                  "`learn_many` give the same model and those rows measure the initial fit alone."]
     if "digits" in shown:
         lines += ["", f"- digits: held-out ll {NO_LL_TARGET['digits']}; only its ARI target is judged."]
     if "image_segments" in shown:

@@ -233,6 +233,17 @@ def clock() -> float:
     return time.perf_counter()
 
 
+# ---------------------------------------------------------------------------------- markdown
+
+
+def table(header: list[str], rows: list[list]) -> list[str]:
+    """A markdown table, one line a row."""
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    for row in rows:
+        out.append("| " + " | ".join(str(c) for c in row) + " |")
+    return out
+
+
 # ---------------------------------------------------------------------------------- machine
 
 

@@ -17,7 +17,10 @@ Sections:
 3. the limit: ``learn_many`` against a bare vectorised E-step over the same batches;
 4. CLI: ``online-em label`` against a plain Python loop that thresholds each line;
 5. memory: peak RSS of ``online-em label`` on a short and a ten times longer piped stream;
-6. scaling: time per point of ``learn_many`` against K and D, diag and full (table and PNG).
+6. scaling: time per point of ``learn_many`` against K and D, diag and full (table and PNG);
+7. real data: clustering quality (ARI, held-out log-likelihood) on data sets that ship with
+   scikit-learn and River, against their mixtures and clusterers (``real_data.py``, which also
+   runs alone).
 """
 
 from __future__ import annotations
@@ -44,8 +47,11 @@ from cases import (  # noqa: E402
     interleave,
     machine_description,
     median,
+    table,
     tutorial_stream,
 )
+
+import real_data  # noqa: E402
 
 import online_em  # noqa: E402
 from online_em import OnlineGaussianMixture  # noqa: E402
@@ -74,6 +80,8 @@ class Sizes:
     scaling_K: tuple[int, ...]
     scaling_D: tuple[int, ...]
     case_budget: float  # seconds: past it a case stops repeating (once it has its minimum)
+    real_data_sets: tuple[str, ...]
+    real_data_seeds: int
 
 
 FULL = Sizes(
@@ -83,6 +91,7 @@ FULL = Sizes(
     scaling_points=64 * BATCH, scaling_repeats=3,
     scaling_K=(2, 4, 8, 16, 32, 64), scaling_D=(1, 2, 5, 10, 20, 50, 100),
     case_budget=60.0,
+    real_data_sets=real_data.DATASETS, real_data_seeds=3,
 )
 QUICK = Sizes(
     per_point=1_000, per_point_repeats=1,
@@ -91,6 +100,7 @@ QUICK = Sizes(
     scaling_points=BATCH, scaling_repeats=1,
     scaling_K=(2, 8), scaling_D=(1, 10),
     case_budget=5.0,
+    real_data_sets=real_data.QUICK_DATASETS, real_data_seeds=1,
 )
 
 
@@ -121,13 +131,6 @@ class Report:
         print(f"\n## {title}\n\n({now - self._last:.1f} s)\n", flush=True)
         self._last = now
         print("\n".join(lines), flush=True)
-
-
-def table(header: list[str], rows: list[list]) -> list[str]:
-    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    for row in rows:
-        out.append("| " + " | ".join(str(c) for c in row) + " |")
-    return out
 
 
 def runs(counts) -> str:
@@ -728,6 +731,25 @@ def _plot_scaling(results, path: str) -> str:
     return f"![time per point against K and D]({os.path.basename(path)})"
 
 
+# ---------------------------------------------------------------------------------- 7. real data
+
+
+def bench_real_data(report: Report, sizes: Sizes) -> None:
+    seeds = tuple(range(sizes.real_data_seeds))
+    cells = real_data.run(sizes.real_data_sets, seeds)
+    for t in real_data.targets(cells):
+        judged = t.ll_judged
+        met = None if t.ari is None or t.ari_reference is None else t.ari_met and (t.ll_met or not judged)
+        report.summary.append(Row(
+            "7. real data", f"{t.dataset}, {t.order}, {t.system}",
+            f"ARI {real_data._num(t.ari)}, ll {real_data._num(t.ll)}",
+            f"{real_data.REFERENCE} ARI {real_data._num(t.ari_reference)}, ll {real_data._num(t.ll_reference)}",
+            None, f"ARI >= ref - {real_data.ARI_SLACK}, ll >= ref - {real_data.LL_SLACK_PER_FEATURE} D"
+            + ("" if judged else " (ll not judged)"), met))
+    lines = real_data.note(cells, seeds) + [""] + real_data.table(cells)
+    report.section("7. Real data, against scikit-learn and River", lines)
+
+
 READING = [
     "How to read this:",
     "",
@@ -785,7 +807,7 @@ def before_after(report: Report, path: str) -> list[str]:
 # ---------------------------------------------------------------------------------- main
 
 
-SECTIONS = ("per_point", "minibatch", "cli", "memory", "scaling")
+SECTIONS = ("per_point", "minibatch", "cli", "memory", "scaling", "real-data")
 # The Dask comparison needs a cluster and its own script; its last results are copied into the report.
 DASK_RESULTS = os.path.join(HERE, "dask_results.md")
 
@@ -835,6 +857,8 @@ def main(argv: list[str] | None = None) -> int:
                 bench_memory(report, sizes, workdir, cli, why)
     if "scaling" in only:
         bench_scaling(report, sizes, plot)
+    if "real-data" in only:
+        bench_real_data(report, sizes)
 
     elapsed = clock() - t0
     load_after = os.getloadavg()

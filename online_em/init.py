@@ -22,10 +22,12 @@ import numpy as np
 from .prior import CovariancePrior
 from .stats import SufficientStatistics
 
-__all__ = ["BufferFit", "batch_em", "default_warm_up", "fit_buffer", "kmeans", "kmeans_plusplus", "n_parameters"]
+__all__ = [
+    "BufferFit", "batch_em", "default_warm_up", "fit_buffer", "kmeans", "kmeans_plusplus", "n_parameters", "refine",
+]
 
 # Default warm-up: this many points per free parameter of the mixture, within these bounds.
-POINTS_PER_PARAMETER = 10
+POINTS_PER_PARAMETER = 100
 MIN_WARM_UP = 500
 MAX_WARM_UP = 20_000
 # ... and at most this many buffered values (rows x features), 16 MiB of float64.
@@ -46,8 +48,8 @@ def default_warm_up(covariance_type: str, n_components: int, n_features: int) ->
     POINTS_PER_PARAMETER per free parameter of the mixture, at least MIN_WARM_UP and at most
     MAX_WARM_UP points or MAX_WARM_UP_VALUES values.
 
-    >>> default_warm_up("full", 2, 1), default_warm_up("full", 7, 9), default_warm_up("full", 10, 64)
-    (500, 3840, 20000)
+    >>> default_warm_up("full", 2, 1), default_warm_up("full", 2, 9), default_warm_up("full", 10, 64)
+    (500, 10900, 20000)
 
     """
     wanted = POINTS_PER_PARAMETER * n_parameters(covariance_type, n_components, n_features)
@@ -194,6 +196,23 @@ def fit_buffer(
             labels = _nearest(_scaled_like(X, X), _scaled_like(seeds, X))
         candidates.append(batch_em(X, _one_hot(labels, n_components), covariance_type, reg_covar, shift, max_iter, tol, prior))
     return max(candidates, key=lambda fit: fit.log_likelihood)
+
+
+def refine(
+    X: np.ndarray,
+    start: SufficientStatistics,
+    reg_covar: float,
+    max_iter: int = 100,
+    tol: float = TOL,
+    prior: CovariancePrior | None = None,
+) -> BufferFit:
+    """(MAP) EM on X from the parameters of `start` (summed statistics of other points, e.g. a
+    fit of fewer of the same points), about the same shift: a warm start."""
+    X = np.asarray(X, dtype=np.float64)
+    params = _m_step(start, prior if start.count > 0 else None, reg_covar)
+    resp, _ = params.responsibilities(X)
+    stats = SufficientStatistics.from_batch(X, resp, start.shift, start.covariance_type)
+    return _iterate(X, stats, reg_covar, max_iter, tol, prior)
 
 
 def _scaled_like(points: np.ndarray, X: np.ndarray) -> np.ndarray:

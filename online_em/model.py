@@ -147,7 +147,7 @@ class OnlineGaussianMixture(base.Clusterer):
         reg_covar: float = 1e-6,
         average_after: int | None = 2000,
         covariance_prior: float = DEFAULT_COUNT,
-        n_init: int = 1,
+        n_init: int = 3,
         init_max_iter: int = 100,
         seed: int | None = None,
     ):

@@ -40,7 +40,7 @@ SCALE_SHARE = 0.5
 # each, against GaussianMixture's single start): 0 lets single-start fits of wine collapse
 # (ARI 0.14), 1 or more shrinks breast_cancer's correlated components (ARI 0.68-0.71); 0.3
 # keeps all three within 0.03 of scikit-learn's ARI and above its held-out log-likelihood.
-DEFAULT_COUNT = 0.3
+DEFAULT_COUNT = 0.1
 
 
 @dataclasses.dataclass(frozen=True)

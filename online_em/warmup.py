@@ -4,12 +4,14 @@ Until the buffer holds `warm_up` points the model is batch EM on the buffer:
 
 - the **reported fit** (weights, means, covariances, `predict_many`, `score_many`, `save`, and
   the initial statistics when the warm-up ends) is a converged MAP fit of *every* buffered
-  point: the best of `n_init` fresh starts and a warm start from the latest labelling fit;
+  point, the best of `n_init` fresh starts (warm starts from fits of fewer points were measured
+  to settle in over-fitted optima: digits ARI 0.22 against 0.58 fresh);
 - **labelling fits**, which `predict_one` and the other one-point calls use, are refreshed
   each time the buffer grows past a checkpoint (a quarter more points than the last one), and
-  fit every point there is at that moment; each is warm-started from the one before and its
-  labels are matched to it, so labels handed out during the warm-up stay as stable as the data
-  allow.
+  fit every point there is at that moment. Each is EM from the one before (a few iterations),
+  with one fresh start as well each time the buffer doubles; its labels, and the reported
+  fit's, are matched to the one before, so labels handed out during the warm-up stay as stable
+  as the data allow.
 
 Every fit is a pure function of the buffer's first n points and the seed (the random starts
 are seeded by both), cached by n, so a model saved and loaded during its warm-up goes on exactly
@@ -35,7 +37,7 @@ import math
 
 import numpy as np
 
-from .init import fit_buffer
+from .init import fit_buffer, refine
 from .prior import CovariancePrior
 from .stats import MixtureParameters, SufficientStatistics
 
@@ -53,6 +55,7 @@ class _Fit:
     statistics: SufficientStatistics
     parameters: MixtureParameters
     prior: CovariancePrior | None
+    fresh_at: int  # the size of the latest fit in its chain that tried fresh starts
 
 
 class WarmUpFits:
@@ -99,32 +102,44 @@ class WarmUpFits:
     def prior(self, X: np.ndarray) -> CovariancePrior | None:
         return CovariancePrior.from_data(X, self.prior_count) if self.prior_count > 0 else None
 
-    def _fit(self, rows, n: int, previous: int) -> _Fit:
-        """The fit of the first n rows, its labels matched to the fit of the first `previous`
-        rows; cached by n. `rows` is a sequence of rows or an array."""
-        if n in self._cache:
-            return self._cache[n]
+    def _fit(self, rows, n: int, previous: int, labelling: bool) -> _Fit:
+        """The fit of the first n rows, its labels matched to the (cached) fit of the first
+        `previous` rows. A reported fit is the best of `n_init` fresh starts. A labelling fit is
+        EM from the previous labelling fit (cheap: a few iterations), and at every doubling of
+        the buffer also one fresh start, the better by log-likelihood winning."""
         X = np.asarray(rows[:n], dtype=np.float64)
         rng = np.random.default_rng(None if self.seed is None else [self.seed, n])
         prior = self.prior(X)
-        fit = fit_buffer(
-            X, self.n_components, self.covariance_type, self.reg_covar, rng,
-            n_init=self.n_init, max_iter=self.max_iter, prior=prior,
-        )
+        before = self._cache[previous] if previous else None
+        candidates = []
+        if labelling and before is not None:
+            candidates.append(refine(X, before.statistics, self.reg_covar, self.max_iter, prior=prior))
+        if not labelling or before is None or n >= 2 * self._last_fresh(previous):
+            candidates.append(fit_buffer(
+                X, self.n_components, self.covariance_type, self.reg_covar, rng,
+                n_init=self.n_init if not labelling else 1, max_iter=self.max_iter, prior=prior,
+            ))
+            fresh = True
+        else:
+            fresh = False
+        fit = max(candidates, key=lambda f: f.log_likelihood)
         stats = fit.statistics
         params = map_parameters(stats, prior, self.reg_covar)
-        if previous:
-            order = match_components(self._cache[previous].parameters.means, params.means, X)
+        if before is not None:
+            order = match_components(before.parameters.means, params.means, X)
             stats = permuted(stats, order)
             params = map_parameters(stats, prior, self.reg_covar)
-        self._cache[n] = result = _Fit(stats, params, prior)
-        return result
+        return _Fit(stats, params, prior, n if fresh else (before.fresh_at if before else n))
+
+    def _last_fresh(self, checkpoint: int) -> int:
+        return self._cache[checkpoint].fresh_at
 
     def _chain(self, rows, n: int) -> int:
         """Fit every labelling checkpoint up to n rows, in order; the last one's size."""
         previous = 0
         for c in self.checkpoints(n):
-            self._fit(rows, c, previous)
+            if c not in self._cache:
+                self._cache[c] = self._fit(rows, c, previous, labelling=True)
             previous = c
         return previous
 
@@ -141,12 +156,8 @@ class WarmUpFits:
         last = self._chain(rows, n)
         if not last:
             return None
-        if last == n:
-            return self._cache[last]
         if self._latest is None or self._latest[0] != n:
-            fit = self._fit(rows, n, last)
-            del self._cache[n]  # only checkpoints stay cached; this fit stays as the latest
-            self._latest = (n, fit)
+            self._latest = (n, self._fit(rows, n, last, labelling=False))
         return self._latest[1]
 
     def reported(self, rows) -> MixtureParameters:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import math
-import numbers
 import typing
 
 import numpy as np
 from river import base
 
-from . import fastpath, init, steps
+from . import fastpath, init, steps, validation
 from .stats import AVERAGE_EVERY, COLLAPSE_WEIGHT, MixtureParameters, SufficientStatistics, check_covariance_type
 
 __all__ = ["OnlineGaussianMixture"]
@@ -125,16 +124,8 @@ class OnlineGaussianMixture(base.Clusterer):
         init_max_iter: int = 20,
         seed: int | None = None,
     ):
-        if not isinstance(n_components, numbers.Integral) or n_components < 1:
-            raise ValueError(f"n_components must be a positive integer, got {n_components!r}")
+        validation.check_params(n_components, warm_up, reg_covar, average_after, n_init, init_max_iter, alpha)
         check_covariance_type(covariance_type)
-        steps.check_alpha(alpha)
-        if not isinstance(warm_up, numbers.Integral) or warm_up < 1:
-            raise ValueError(f"warm_up must be a positive integer, got {warm_up!r}")
-        if not reg_covar >= 0:
-            raise ValueError(f"reg_covar must be non-negative, got {reg_covar!r}")
-        if average_after is not None and average_after < 0:
-            raise ValueError(f"average_after must be None or non-negative, got {average_after!r}")
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.alpha = alpha
@@ -169,30 +160,22 @@ class OnlineGaussianMixture(base.Clusterer):
     # ------------------------------------------------------------------ input conversion
 
     def _set_features(self, keys: typing.Iterable) -> None:
-        self._features = _sorted_features(keys)
+        self._features = _sorted_features(validation.check_features(keys))
 
     def _row(self, x: dict) -> list[float]:
         """The values of x in feature order, as floats; a clear error for a missing or extra key."""
-        features = self._features
-        try:
-            row = [float(x[f]) for f in features]
-        except KeyError as missing:
-            raise ValueError(f"feature {missing.args[0]!r} is missing from {x!r}") from None
-        except (TypeError, ValueError):
-            bad = {k: v for k, v in x.items() if not isinstance(v, numbers.Real)}
-            raise ValueError(f"features must be numbers, got {bad!r}") from None
-        if len(x) != len(features):
-            extra = [k for k in x if k not in set(features)]
-            raise ValueError(f"unknown feature {extra[0]!r}: the model knows {features!r}")
-        return row
+        return validation.row_from_dict(x, self._features)
 
     def _matrix(self, X: typing.Any) -> tuple[np.ndarray, typing.Any]:
         """A float matrix with columns in feature order, and the index of X if it has one."""
         index = getattr(X, "index", None)
+        if self._features is None:  # see online_em.validation: an empty batch fixes nothing
+            first = validation.batch_features(X)
+            if first is None:
+                return np.empty((0, 0)), index
+            self._set_features(first)
         if hasattr(X, "columns"):  # a pandas DataFrame
-            columns = list(X.columns)
-            if self._features is None:
-                self._set_features(columns)
+            columns = validation.check_features(X.columns)
             missing = [f for f in self._features if f not in set(columns)]
             if missing:
                 raise ValueError(f"feature {missing[0]!r} is missing from the columns {columns!r}")
@@ -206,8 +189,6 @@ class OnlineGaussianMixture(base.Clusterer):
                 matrix = matrix[:, None]
             if matrix.ndim != 2:
                 raise ValueError(f"expected a 2-D array of shape (n_samples, n_features), got {matrix.shape}")
-            if self._features is None:
-                self._features = list(range(matrix.shape[1]))
             if matrix.shape[1] != len(self._features):
                 raise ValueError(
                     f"expected {len(self._features)} features {self._features!r}, got {matrix.shape[1]}"
@@ -222,7 +203,8 @@ class OnlineGaussianMixture(base.Clusterer):
         if bad.any():
             row = int(np.argwhere(bad)[0, 0])
             raise ValueError(
-                f"row {row} has a value that is not finite or beyond ±{MAX_ABS_VALUE:g}: {matrix[row].tolist()}"
+                f"row {row} has a value that is not finite or beyond ±{MAX_ABS_VALUE:g}: "
+                f"{validation.shorten(matrix[row].tolist())}"
             )
 
     # ------------------------------------------------------------------ learning

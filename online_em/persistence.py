@@ -49,12 +49,15 @@ import typing
 
 import numpy as np
 
+from .state_checks import check_state_numbers
 from .stats import SufficientStatistics, check_covariance_type, second_moment_shape
 
 if typing.TYPE_CHECKING:  # pragma: no cover
     from .model import OnlineGaussianMixture
 
-__all__ = ["FORMAT", "VERSION", "StateFileError", "save", "load", "to_dict", "from_dict", "dumps", "loads"]
+__all__ = [
+    "FORMAT", "VERSION", "StateFileError", "save", "load", "to_dict", "from_dict", "dumps", "loads", "check_writable",
+]
 
 FORMAT = "online-em/model"
 VERSION = 1
@@ -145,13 +148,56 @@ def _current_umask() -> int:
     return mask
 
 
+def _target(path: str | os.PathLike) -> str:
+    """The file that `path` names, through symbolic links: what `save` replaces."""
+    return os.path.realpath(os.fspath(path))
+
+
+def check_writable(path: str | os.PathLike) -> None:
+    """OSError (naming `path`) unless `save` could write `path` now: its folder exists and takes
+    a new file. Nothing is left behind.
+
+    >>> check_writable("/nonexistent-folder/model.json")
+    Traceback (most recent call last):
+    ...
+    FileNotFoundError: [Errno 2] No such file or directory: '/nonexistent-folder/model.json'
+
+    """
+    target = _target(path)
+    if os.path.isdir(target):
+        raise IsADirectoryError(21, os.strerror(21), os.fspath(path))
+    try:
+        fd, probe = tempfile.mkstemp(prefix="." + os.path.basename(target) + ".", suffix=".tmp",
+                                     dir=os.path.dirname(target))
+    except OSError as error:
+        raise _naming(error, path) from None
+    os.close(fd)
+    os.unlink(probe)
+
+
 def save(model: OnlineGaussianMixture, path: str | os.PathLike) -> None:
     """Write the model to `path` atomically: a temporary file in the same folder, flushed to
-    disk, then renamed over `path`. An existing file keeps its permissions.
+    disk, then renamed over `path`. An existing file keeps its permissions; a symbolic link is
+    followed, and its target replaced (the rename is within the target's folder). An OSError names
+    `path`, and leaves it as it was, with no temporary file.
     """
     text = dumps(model).encode("utf-8")
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        _write_atomically(text, _target(path))
+    except OSError as error:
+        raise _naming(error, path) from None
+
+
+def _naming(error: OSError, path: str | os.PathLike) -> OSError:
+    """The error with `path` as its file name (not a temporary file's), when it has an errno."""
+    if error.errno is None:
+        return error
+    return type(error)(error.errno, error.strerror, os.fspath(path))
+
+
+
+def _write_atomically(text: bytes, path: str) -> None:
+    folder = os.path.dirname(path)
     try:
         mode = os.stat(path).st_mode & 0o7777
     except FileNotFoundError:
@@ -334,6 +380,11 @@ def from_dict(state: typing.Any) -> OnlineGaussianMixture:
     if stats is not None and features is None:
         raise StateFileError("'stats' is set but 'features' is null")
 
+    try:
+        check_state_numbers(stats=stats, average=average, t=t, buffer=buffer_array)
+    except ValueError as error:
+        raise StateFileError(f"impossible state: {error}") from None
+
     rng_state = state["rng"]
     if not isinstance(rng_state, dict) or rng_state.get("bit_generator") != "PCG64":
         got = rng_state.get("bit_generator") if isinstance(rng_state, dict) else rng_state
@@ -353,7 +404,11 @@ def from_dict(state: typing.Any) -> OnlineGaussianMixture:
     model._t = t
     model._n_reseeds = n_reseeds
     model._rng = rng
-    model._params = stats.to_parameters(model.reg_covar) if stats is not None else None
+    try:
+        model._params = stats.to_parameters(model.reg_covar) if stats is not None else None
+    except (ValueError, ArithmeticError, np.linalg.LinAlgError) as error:
+        raise StateFileError(f"the statistics make no valid parameters ({error})") from None
+
     model._reported = None
     model._engine = None
     return model
@@ -379,6 +434,11 @@ def loads(text: str | bytes) -> OnlineGaussianMixture:
         state = json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as error:
         raise StateFileError(f"not valid JSON, or truncated: {error}") from None
+    except StateFileError:  # NaN or infinity (_reject_constant)
+        raise
+    except ValueError:  # Python's limit on the digits of an integer
+
+        raise StateFileError("not a model file: a number with too many digits") from None
     except RecursionError:
         raise StateFileError("not a model file: nested too deeply") from None
     return from_dict(state)

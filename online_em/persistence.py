@@ -408,7 +408,6 @@ def from_dict(state: typing.Any) -> OnlineGaussianMixture:
         model._params = stats.to_parameters(model.reg_covar) if stats is not None else None
     except (ValueError, ArithmeticError, np.linalg.LinAlgError) as error:
         raise StateFileError(f"the statistics make no valid parameters ({error})") from None
-
     model._reported = None
     model._engine = None
     return model

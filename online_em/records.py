@@ -378,7 +378,6 @@ def make_parser(fmt: str, columns: list | None, model_features: list | None, del
     return NumericParser(columns, n, delimiter, max_features)
 
 
-
 # ---------------------------------------------------------------------- vectorised decimals
 #
 # Each line is seen through the 16 bytes before its b"\n", loaded as two little-endian 64-bit

@@ -21,6 +21,7 @@ record with ``--on-error fail``, or a state file or input that cannot be read; 2
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import sys
@@ -158,7 +159,20 @@ _STATE_HELP = ("Model file: loaded if it exists, saved at the end, at checkpoint
                "SIGHUP; locked for the run (FILE.lock beside it).")
 
 
+def _check_options(ctx: click.Context, options: dict, learn: bool) -> None:
+    """Usage errors of the state options, found before anything is read."""
+    state = options.get("state")
+    if state is not None and not state.strip():
+        raise click.BadParameter("the file name is empty", ctx, param_hint="'--state'")
+    if options.get("checkpoint_every") and not (state and learn):
+        why = "--no-learn saves nothing" if state else "it needs --state FILE"
+        raise click.UsageError(f"--checkpoint-every saves the state, but {why}", ctx)
+    if options.get("wait") and not (state and learn):
+        raise click.UsageError("--wait waits for the lock of --state, which this run does not take", ctx)
+
+
 def _run(ctx: click.Context, files: tuple, options: dict, **how) -> None:
+    _check_options(ctx, options, how.get("learn", True))
     from .labeler import run  # numpy, River and the model: only now
 
     run(ctx, files, options, **how)
@@ -353,12 +367,21 @@ def main(argv: typing.Sequence[str] | None = None) -> None:
         code = 0
     except KeyboardInterrupt:  # outside the labeler's own handling
         code = 130
-    try:  # what click.echo wrote (show, --help): a full disk is one line, not a traceback at exit
+    except OSError as error:  # click.echo into a full device (show, --help)
+        code = _write_failed(error)
+    try:  # what is still buffered: a full disk is one line, not a traceback at exit
         sys.stdout.flush()
     except BrokenPipeError:
         _silence_stdout()
     except OSError as error:
-        _silence_stdout()
-        _error(f"write error: {error.strerror or error}")
-        code = 1
+        code = _write_failed(error)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _write_failed(error: OSError) -> int:
+    """Report a failed write to stdout in one line; the exit code (other errors propagate)."""
+    if error.errno not in (errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EFBIG):
+        raise error
+    _silence_stdout()
+    _error(f"write error: {error.strerror}")
+    return 1

@@ -113,18 +113,6 @@ def _binary(stream):
     return getattr(stream, "buffer", stream)
 
 
-def _check_options(ctx: click.Context, options: dict, learn: bool) -> None:
-    """Usage errors of the state options, found before anything is read."""
-    state = options.get("state")
-    if state is not None and not state.strip():
-        raise click.BadParameter("the file name is empty", ctx, param_hint="'--state'")
-    if options.get("checkpoint_every") and not (state and learn):
-        why = "--no-learn saves nothing" if state else "it needs --state FILE"
-        raise click.UsageError(f"--checkpoint-every saves the state, but {why}", ctx)
-    if options.get("wait") and not (state and learn):
-        raise click.UsageError("--wait waits for the lock of --state, which this run does not take", ctx)
-
-
 def _lock_state(state: str, wait: bool):
     """Check that the state file can be written and lock it for the run (exit 1 if not)."""
     from .locking import StateLock, StateLocked
@@ -144,11 +132,11 @@ def _check_size(ctx: click.Context, model: OnlineGaussianMixture, options: dict)
     """Usage error for a model beyond --max-size (or with more components than warm-up points);
     the most features a first record may bring."""
     K, cov, limit = model.n_components, model.covariance_type, options["max_size"]
-    if model.feature_names_in_ is None and K > model.warm_up:
+    if model._features is None and K > model.warm_up:
         raise click.UsageError(f"-k {K} is more than --warm-up {model.warm_up}: the warm-up needs at least a "
                                "point per component", ctx)
     try:
-        validation.check_model_size(K, len(model.feature_names_in_ or [0]), cov, limit)
+        validation.check_model_size(K, len(model._features or [0]), cov, limit)
     except ValueError as error:
         raise click.UsageError(f"{error} (--max-size)", ctx) from None
     return validation.max_features(K, cov, limit)
@@ -585,8 +573,7 @@ def _want_progress(files: typing.Sequence[str], stream) -> bool:
 
 def run(ctx: click.Context, files: tuple, options: dict, *, output: str | None, echo: bool = False,
         learn: bool = True, progress_flag: bool | None = False) -> None:
-    """One ``label`` or ``fit`` command, from its parsed options to its exit."""
-    _check_options(ctx, options, learn)
+    """One ``label`` or ``fit`` command, from its parsed options (checked by the cli) to its exit."""
     state = options.get("state")
     lock = _lock_state(state, options["wait"]) if state and learn else None
     try:

@@ -129,7 +129,7 @@ def _read_line(proc, timeout=20.0):
     return result[0]
 
 
-@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130), (signal.SIGHUP, 129)])
 def test_a_signal_during_a_slow_pipe_saves_a_state_that_loads(tmp_path, signum, code):
     proc, state = _start_live(tmp_path)
     rng = np.random.default_rng(1)

@@ -5,11 +5,14 @@ objects with ``--format jsonl``) and writes one line per record: the most probab
 default. For each record it predicts, then learns, so the model follows the stream. A bad line
 gives a warning on stderr and an ``NA`` line (``--on-error``), so output lines stay aligned with
 input lines. ``--state FILE`` resumes a saved model and saves it at the end, at checkpoints, and on
-SIGINT or SIGTERM.
+SIGINT, SIGTERM or SIGHUP; the run checks first that it can write the file and locks it
+(`online_em.locking`). The work itself is `online_em.labeler`, imported only when a command runs:
+this module needs click alone, so ``--help`` and usage errors start fast.
 
 Exit codes: 0 success (also when the reader of stdout goes away, as with ``| head``); 1 a bad
-record with ``--on-error fail``, or a state file or input that cannot be read; 2 a usage error;
-130 after SIGINT and 143 after SIGTERM (128 + the signal number), with the state saved.
+record with ``--on-error fail``, a state file that cannot be read, written or locked, an input that
+cannot be read, or a write error on stdout; 2 a usage error; 129 after SIGHUP, 130 after SIGINT
+and 143 after SIGTERM (128 + the signal number), with the state saved.
 
 >>> from click.testing import CliRunner
 >>> result = CliRunner().invoke(cli, ["label", "--warm-up", "4", "--seed", "0"],

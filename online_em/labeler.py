@@ -642,6 +642,11 @@ def _run(ctx: click.Context, files: tuple, options: dict, *, output: str | None,
         saved = _save_after_stop(labeler)
         _silence_stdout()
         ctx.exit(0 if saved or not state else 1)
+    except OSError as error:  # reading an input (writes and saves have their own errors above)
+        _flush_quietly(out)
+        saved = _save_after_stop(labeler)
+        _error(f"read error: {error.strerror or error}" + (f"; state saved to {state}" if saved else ""))
+        ctx.exit(1)
     finally:
         guard.restore()
 

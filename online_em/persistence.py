@@ -23,9 +23,11 @@ A model file is one JSON object (UTF-8), ``"format": "online-em/model"``, ``"ver
 Floats are written with Python's shortest round-trip representation, so a loaded model is
 bit-for-bit the saved one and continues exactly as the uninterrupted model would. NaN and
 infinity are refused in both directions. `save` writes a temporary file in the destination folder
-and renames it over the destination, so a crash never leaves a half-written model. `load` never
-unpickles anything, and raises `StateFileError` (a `ValueError`) naming the problem for a file that
-is not valid JSON, truncated, of another format or version, or inconsistent.
+and renames it over the destination, so a crash never leaves a half-written model (a symbolic link
+is followed: its target is replaced, within the target's folder); `check_writable` says beforehand
+whether it could. `load` never unpickles anything, and raises `StateFileError` (a `ValueError`)
+naming the problem for a file that is not valid JSON, truncated, of another format or version, or
+inconsistent, or whose numbers the model could not have written (`online_em.state_checks`).
 
 >>> import os, tempfile
 >>> from online_em import OnlineGaussianMixture

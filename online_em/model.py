@@ -178,10 +178,12 @@ class OnlineGaussianMixture(base.Clusterer):
             columns = validation.check_features(X.columns)
             missing = [f for f in self._features if f not in set(columns)]
             if missing:
-                raise ValueError(f"feature {missing[0]!r} is missing from the columns {columns!r}")
+                raise ValueError(f"feature {validation.shorten(missing[0])} is missing from the columns "
+                                 f"{validation.shorten(columns)}")
             extra = [c for c in columns if c not in set(self._features)]
             if extra:
-                raise ValueError(f"unknown feature {extra[0]!r}: the model knows {self._features!r}")
+                raise ValueError(f"unknown feature {validation.shorten(extra[0])}: the model knows "
+                                 f"{validation.shorten(self._features)}")
             matrix = X[self._features].to_numpy(dtype=np.float64)
         else:
             matrix = np.asarray(X, dtype=np.float64)
@@ -191,7 +193,8 @@ class OnlineGaussianMixture(base.Clusterer):
                 raise ValueError(f"expected a 2-D array of shape (n_samples, n_features), got {matrix.shape}")
             if matrix.shape[1] != len(self._features):
                 raise ValueError(
-                    f"expected {len(self._features)} features {self._features!r}, got {matrix.shape[1]}"
+                    f"expected {len(self._features)} features {validation.shorten(self._features)}, "
+                    f"got {matrix.shape[1]}"
                 )
         return matrix, index
 

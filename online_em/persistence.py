@@ -53,6 +53,7 @@ import numpy as np
 
 from .state_checks import check_state_numbers
 from .stats import SufficientStatistics, check_covariance_type, second_moment_shape
+from .validation import shorten
 
 if typing.TYPE_CHECKING:  # pragma: no cover
     from .model import OnlineGaussianMixture
@@ -100,7 +101,7 @@ def _stats_dict(stats: SufficientStatistics | None) -> dict | None:
 
 def _check_feature_name(name: typing.Any) -> None:
     if isinstance(name, bool) or not isinstance(name, (str, int)):
-        raise ValueError(f"only str and int feature names can be saved, got {name!r}")
+        raise ValueError(f"only str and int feature names can be saved, got {shorten(name)}")
 
 
 def to_dict(model: OnlineGaussianMixture) -> dict:
@@ -244,7 +245,7 @@ def _is_number(value: typing.Any) -> bool:
 def _nested_numbers(value: typing.Any, depth: int, where: str) -> None:
     if depth == 0:
         if not _is_number(value):
-            raise StateFileError(f"{where}: expected a number, got {value!r}")
+            raise StateFileError(f"{where}: expected a number, got {shorten(value)}")
         return
     if not isinstance(value, list):
         raise StateFileError(f"{where}: expected a list, got {type(value).__name__}")
@@ -269,7 +270,7 @@ def _array(value: typing.Any, shape: tuple, where: str) -> np.ndarray:
 def _integer(state: dict, key: str, minimum: int = 0) -> int:
     value = state.get(key)
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise StateFileError(f"{key!r}: expected an integer >= {minimum}, got {value!r}")
+        raise StateFileError(f"{shorten(key)}: expected an integer >= {minimum}, got {shorten(value)}")
     return value
 
 
@@ -277,18 +278,19 @@ def _statistics(value: typing.Any, key: str, covariance_type: str, K: int, D: in
     if value is None:
         return None
     if not isinstance(value, dict):
-        raise StateFileError(f"{key!r}: expected an object or null, got {type(value).__name__}")
+        raise StateFileError(f"{shorten(key)}: expected an object or null, got {type(value).__name__}")
     expected = {"covariance_type", "shift", "s0", "s1", "s2", "count"}
     if set(value) != expected:
-        raise StateFileError(f"{key!r}: expected the fields {sorted(expected)}, got {sorted(value)}")
+        raise StateFileError(f"{shorten(key)}: expected the fields {sorted(expected)}, got {shorten(sorted(value))}")
     if value["covariance_type"] != covariance_type:
         raise StateFileError(
-            f"{key!r}: covariance_type {value['covariance_type']!r} differs from the model's {covariance_type!r}"
+            f"{shorten(key)}: covariance_type {shorten(value['covariance_type'])} differs from the model's "
+            f"{covariance_type!r}"
         )
     s2_shape = second_moment_shape(covariance_type, K, D)
     count = value["count"]
     if not _is_number(count) or not np.isfinite(count) or count < 0:
-        raise StateFileError(f"{key}.count: expected a non-negative number, got {count!r}")
+        raise StateFileError(f"{key}.count: expected a non-negative number, got {shorten(count)}")
     s0 = _array(value["s0"], (K,), f"{key}.s0")
     if (s0 < 0).any():
         raise StateFileError(f"{key}.s0: masses must be non-negative")
@@ -319,10 +321,10 @@ def from_dict(state: typing.Any) -> OnlineGaussianMixture:
     if not isinstance(state, dict):
         raise StateFileError(f"expected a JSON object at the top level, got {type(state).__name__}")
     if state.get("format") != FORMAT:
-        raise StateFileError(f"not an online-em model file (format {state.get('format')!r})")
+        raise StateFileError(f"not an online-em model file (format {shorten(state.get('format'))})")
     version = state.get("version")
     if version != VERSION:
-        raise StateFileError(f"unsupported version {version!r} (this library reads version {VERSION})")
+        raise StateFileError(f"unsupported version {shorten(version)} (this library reads version {VERSION})")
     expected = {"format", "version", "params", "features", "buffer", "stats", "average",
                 "n_averaged", "t", "n_reseeds", "rng"}
     missing = sorted(expected - set(state))
@@ -338,7 +340,7 @@ def from_dict(state: typing.Any) -> OnlineGaussianMixture:
         raise StateFileError(f"'params': expected the hyper-parameters {sorted(_PARAMS)}, got {got}")
     for name, value in params.items():
         if isinstance(value, bool) or not (value is None or isinstance(value, (int, float, str))):
-            raise StateFileError(f"params.{name}: unexpected value {value!r}")
+            raise StateFileError(f"params.{name}: unexpected value {shorten(value)}")
     try:
         check_covariance_type(params["covariance_type"])
         model = OnlineGaussianMixture(**params)
@@ -349,12 +351,12 @@ def from_dict(state: typing.Any) -> OnlineGaussianMixture:
     features = state["features"]
     if features is not None:
         if not isinstance(features, list) or not features:
-            raise StateFileError(f"'features': expected a non-empty list or null, got {features!r}")
+            raise StateFileError(f"'features': expected a non-empty list or null, got {shorten(features)}")
         for name in features:
             if isinstance(name, bool) or not isinstance(name, (str, int)):
-                raise StateFileError(f"'features': names must be strings or integers, got {name!r}")
+                raise StateFileError(f"'features': names must be strings or integers, got {shorten(name)}")
         if len(set(features)) != len(features):
-            raise StateFileError(f"'features': duplicated names in {features!r}")
+            raise StateFileError(f"'features': duplicated names in {shorten(features)}")
     D = len(features) if features is not None else 0
 
     buffer = state["buffer"]
@@ -390,12 +392,12 @@ def from_dict(state: typing.Any) -> OnlineGaussianMixture:
     rng_state = state["rng"]
     if not isinstance(rng_state, dict) or rng_state.get("bit_generator") != "PCG64":
         got = rng_state.get("bit_generator") if isinstance(rng_state, dict) else rng_state
-        raise StateFileError(f"'rng': expected a PCG64 generator state, got {got!r}")
+        raise StateFileError(f"'rng': expected a PCG64 generator state, got {shorten(got)}")
     rng = np.random.default_rng()
     try:
         rng.bit_generator.state = rng_state
     except (TypeError, ValueError, KeyError, OverflowError) as error:
-        raise StateFileError(f"'rng': invalid generator state ({error!r})") from None
+        raise StateFileError(f"'rng': invalid generator state ({shorten(error)})") from None
 
     model._features = list(features) if features is not None else None
     model._buffer = buffer_array.tolist() if buffer_array is not None else []

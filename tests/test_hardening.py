@@ -70,6 +70,17 @@ def test_1_a_json_integer_of_5000_digits_is_one_bad_line(batch):
     assert warning.startswith("online-em: warning: line 26: invalid JSON (a number with too many digits)")
 
 
+@pytest.mark.parametrize("batch", ["1", "64"])
+def test_1_a_text_number_of_5000_digits_is_one_bad_line_and_a_huge_column_a_usage_error(batch):
+    data = values_text(40).split()
+    data.insert(25, "9" * 5000)
+    result = invoke(["label", *FAST, "--batch-size", batch], "\n".join(data) + "\n")
+    assert result.exit_code == 0 and result.stdout.split().count("NA") == 1
+    assert "line 26: field 1 is not a finite number" in result.stderr and len(result.stderr) < 300
+    usage = CliRunner().invoke(cli, ["label", "--columns", "9" * 5000], input="1\n")
+    assert usage.exit_code == 2 and "column number too large" in usage.stderr and len(usage.stderr) < 400
+
+
 def test_1_a_state_file_holding_such_a_number_cannot_be_loaded(saved):
     text = saved.read_text()
     saved.write_text(re.sub(r'"t": \d+', '"t": ' + "1" * 5000, text))

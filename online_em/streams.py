@@ -104,7 +104,9 @@ class _Stdout(io.RawIOBase):
 
 def open_stdout(buffer_size: int = 1 << 16) -> typing.BinaryIO:
     """A buffered binary stdout of the command's own on descriptor 1 (sys.stdout's byte stream
-    when stdout has no descriptor, as under a test runner)."""
+    when stdout has no descriptor, as under a test runner; /dev/null when it is closed)."""
+    if sys.stdout is None:  # started with descriptor 1 closed (>&-): nobody reads the output
+        return open(os.devnull, "wb")
     try:
         sys.stdout.flush()
         fd = sys.stdout.fileno()

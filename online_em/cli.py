@@ -373,7 +373,8 @@ def main(argv: typing.Sequence[str] | None = None) -> None:
     except OSError as error:  # click.echo into a full device (show, --help)
         code = _write_failed(error)
     try:  # what is still buffered: a full disk is one line, not a traceback at exit
-        sys.stdout.flush()
+        if sys.stdout is not None:  # None: started with stdout closed (>&-)
+            sys.stdout.flush()
     except BrokenPipeError:
         _silence_stdout()
     except OSError as error:

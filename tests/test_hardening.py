@@ -191,6 +191,16 @@ def test_4_other_commands_into_a_full_device_say_so_in_one_line(args):
     assert proc.stderr.decode() == "online-em: error: write error: No space left on device\n"
 
 
+@posix
+def test_4_a_closed_stdout_is_nobody_reading_exit_0_and_the_state_saved(tmp_path):
+    state = tmp_path / "m.json"
+    proc = subprocess.run(CMD + ["label", *FAST, "--state", str(state)], input=values_text(100).encode(),
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ENV, timeout=60,
+                          preexec_fn=lambda: os.close(1))
+    assert (proc.returncode, proc.stderr) == (0, b"")
+    assert OnlineGaussianMixture.load(state).n_samples_seen == 100
+
+
 # ------------------------------------------------------------------ 5. SIGHUP: see also test_cli_pipes
 
 

@@ -367,13 +367,20 @@ def test_10_invalid_hyper_parameters_are_refused(params):
 @pytest.mark.parametrize("value", ["5", True, decimal.Decimal("5"), None, [1.0], np.bool_(True)])
 def test_10_feature_values_follow_the_json_lines_rule(value):
     model = OnlineGaussianMixture(warm_up=3)
+    model.learn_one({"x": 1.0})
     with pytest.raises(ValueError, match="real numbers"):
         model.learn_one({"x": value})
-    with pytest.raises(RecordError):
-        from online_em.records import JsonParser
+    with pytest.raises(ValueError, match="real numbers"):
+        OnlineGaussianMixture(warm_up=3).learn_one({"x": value})  # a first point too
+    assert model.n_samples_seen == 1
 
-        JsonParser().parse(json.dumps({"x": value if not isinstance(value, (decimal.Decimal, np.bool_)) else "5"})
-                           .encode())
+
+@pytest.mark.parametrize("line", [b'{"x": "3"}', b'{"x": true}', b'{"x": null}', b'{"x": [1]}'])
+def test_10_json_lines_refuse_the_same_values(line):
+    from online_em.records import JsonParser
+
+    with pytest.raises(RecordError, match="is not a number"):
+        JsonParser().parse(line)
 
 
 def test_10_real_numbers_of_any_type_are_accepted():

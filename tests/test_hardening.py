@@ -111,6 +111,22 @@ def test_2_an_unwritable_state_path_is_refused_before_reading(tmp_path, where, e
     assert ".tmp" not in line
 
 
+@posix
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root writes into read-only folders")
+def test_2_a_read_only_folder_is_refused_before_reading(tmp_path):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o500)
+    try:
+        proc = subprocess.run(CMD + ["label", *FAST, "--state", str(folder / "m.json")], input=b"1\n",
+                              capture_output=True, env=ENV, timeout=60)
+    finally:
+        folder.chmod(0o700)
+    assert (proc.returncode, proc.stdout) == (1, b"")
+    assert proc.stderr.decode() == f"online-em: error: cannot write the state file {folder / 'm.json'}: " \
+                                   "Permission denied\n"
+
+
 @pytest.mark.parametrize("checkpoint", [[], ["--checkpoint-every", "50"]])
 def test_2_a_later_save_failure_is_one_message_and_keeps_the_old_state(saved, monkeypatch, checkpoint):
     before = saved.read_bytes()

@@ -5,11 +5,14 @@ objects with ``--format jsonl``) and writes one line per record: the most probab
 default. For each record it predicts, then learns, so the model follows the stream. A bad line
 gives a warning on stderr and an ``NA`` line (``--on-error``), so output lines stay aligned with
 input lines. ``--state FILE`` resumes a saved model and saves it at the end, at checkpoints, and on
-SIGINT or SIGTERM.
+SIGINT, SIGTERM or SIGHUP; the run checks first that it can write the file and locks it
+(`online_em.locking`). The work itself is `online_em.labeler`, imported only when a command runs:
+this module needs click alone, so ``--help`` and usage errors start fast.
 
 Exit codes: 0 success (also when the reader of stdout goes away, as with ``| head``); 1 a bad
-record with ``--on-error fail``, or a state file or input that cannot be read; 2 a usage error;
-130 after SIGINT and 143 after SIGTERM (128 + the signal number), with the state saved.
+record with ``--on-error fail``, a state file that cannot be read, written or locked, an input that
+cannot be read, or a write error on stdout; 2 a usage error; 129 after SIGHUP, 130 after SIGINT
+and 143 after SIGTERM (128 + the signal number), with the state saved.
 
 >>> from click.testing import CliRunner
 >>> result = CliRunner().invoke(cli, ["label", "--warm-up", "4", "--seed", "0"],
@@ -21,91 +24,30 @@ record with ``--on-error fail``, or a state file or input that cannot be read; 2
 
 from __future__ import annotations
 
-import contextlib
-import functools
+import errno
 import io
-import math
 import os
-import signal
 import sys
-import threading
 import typing
 
 import click
-import numpy as np
 
 from . import __version__
-from .model import MAX_ABS_VALUE, OnlineGaussianMixture
-from .records import RecordError, make_parser, parse_columns
+from .validation import DEFAULT_MAX_SIZE
+
+if typing.TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+
+    from .model import OnlineGaussianMixture
+
+# numpy, River and the model are imported when a command needs them (see `online_em.labeler`):
+# ``online-em --help`` and usage errors cost click's start-up only.
 
 __all__ = ["cli", "main"]
 
 _PROG = "online-em"
-_NA = b"NA"
-_DIGIT_LINES = np.frombuffer(b"".join(b"%d\n" % k for k in range(10)), dtype=np.uint16)  # b"0\n"...b"9\n"
-_JSON_NA = b"null"
-_MAX_SHOWN = 80  # characters of a bad line quoted in a warning
-
-
-# ---------------------------------------------------------------------- control flow
-
-
-class _Interrupted(BaseException):
-    """SIGINT or SIGTERM arrived; raised where the model is consistent."""
-
-    def __init__(self, signum: int):
-        super().__init__(signum)
-        self.signum = signum
-
-
-class _Failed(Exception):
-    """A bad record with ``--on-error fail``."""
-
-
-class _SignalGuard:
-    """Turns SIGINT and SIGTERM into `_Interrupted`, but never in the middle of a model update:
-    a signal that arrives inside ``with guard:`` waits until `poll`, after the output is written."""
-
-    def __init__(self):
-        self.critical = False
-        self.pending: int | None = None
-        self._previous: dict = {}
-
-    def _handler(self, signum, frame):
-        if self.critical:
-            self.pending = signum
-        else:
-            raise _Interrupted(signum)
-
-    def install(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            self._previous[signum] = signal.signal(signum, self._handler)
-
-    def restore(self) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-        self._previous.clear()
-
-    def __enter__(self):
-        self.critical = True
-        return self
-
-    def __exit__(self, kind, value, traceback):
-        self.critical = False
-        return False
-
-    def poll(self) -> None:
-        """Raise a signal that arrived during a model update (call it once its output is written)."""
-        if self.pending is not None:
-            signum, self.pending = self.pending, None
-            raise _Interrupted(signum)
-
-
-def _binary(stream):
-    """The byte stream under a text stream (sys.stdin, sys.stdout)."""
-    return getattr(stream, "buffer", stream)
+# The model's defaults, as the command line shows them (tests/test_cli.py checks they agree).
+_DEFAULTS = {"n_components": 2, "covariance_type": "full", "alpha": 0.6, "warm_up": None}
 
 
 def _error(message: str) -> None:
@@ -126,6 +68,20 @@ def _silence_stdout() -> None:
         pass
 
 
+def _load_state(path: str) -> OnlineGaussianMixture:
+    """The model saved in `path`; exit 1 with one line on stderr if it cannot be loaded."""
+    from .model import OnlineGaussianMixture
+    from .persistence import StateFileError
+
+    try:
+        return OnlineGaussianMixture.load(path)
+    except StateFileError as error:
+        _error(f"cannot load the state: {error}")
+    except OSError as error:
+        _error(f"cannot read the state file {path}: {error.strerror or error}")
+    raise SystemExit(1)
+
+
 # ---------------------------------------------------------------------- options
 
 _MODEL_OPTIONS = {  # option name -> the model's hyper-parameter
@@ -138,19 +94,22 @@ _MODEL_OPTIONS = {  # option name -> the model's hyper-parameter
 
 
 def _model_options(function):
-    defaults = OnlineGaussianMixture()
+    defaults = _DEFAULTS
     options = [
-        click.option("-k", "--components", type=click.IntRange(min=1), default=defaults.n_components,
-                     show_default=True, help="Number of mixture components."),
+        click.option("-k", "--components", type=click.IntRange(min=1), default=defaults["n_components"],
+                     show_default=True, help="Number of mixture components (at most --warm-up)."),
         click.option("--covariance-type", type=click.Choice(["full", "diag", "spherical", "tied"]),
-                     default=defaults.covariance_type, show_default=True,
+                     default=defaults["covariance_type"], show_default=True,
                      help="Shape of the covariances, as in scikit-learn."),
-        click.option("--alpha", type=click.FloatRange(0.5, 1.0, min_open=True), default=defaults.alpha,
+        click.option("--alpha", type=click.FloatRange(0.5, 1.0, min_open=True), default=defaults["alpha"],
                      show_default=True, help="Decay of the step size t**-alpha, in (0.5, 1]."),
         click.option("--warm-up", type=click.IntRange(min=2), default=None,
                      help="Points buffered and fitted in batch before the streaming updates "
-                          "(default: 10 per free parameter of the mixture, 500 to 20,000)."),
+                          "(default: 100 per free parameter of the mixture, 500 to 20,000)."),
         click.option("--seed", type=int, default=None, help="Random seed (default: unpredictable)."),
+        click.option("--max-size", type=click.IntRange(min=1), default=DEFAULT_MAX_SIZE, show_default=True, metavar="N",
+                     help="Refuse a model that updates more than N numbers a point (K*D*D for full "
+                          "covariances, K*D for diag): a first line of too many fields is a bad line."),
     ]
     for option in reversed(options):
         function = option(function)
@@ -160,7 +119,10 @@ def _model_options(function):
 def _input_options(function):
     options = [
         click.option("--format", "fmt", type=click.Choice(["text", "jsonl"]), default="text", show_default=True,
-                     help="text: numbers separated by commas or whitespace; jsonl: one JSON object a line."),
+                     help="text: numbers separated by commas, tabs or spaces; jsonl: one JSON object a line."),
+        click.option("--delimiter", type=click.Choice(["comma", "tab", "space"]), default=None,
+                     help="Text fields are separated by exactly this (tab: as cut -f; space: runs of "
+                          "whitespace). Default: commas if a line has one, else tabs, else spaces."),
         click.option("--columns", metavar="LIST",
                      help="Fields to read: column numbers from 1 (text, e.g. 2,3) or keys (jsonl, e.g. x,y)."),
         click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True,
@@ -170,6 +132,9 @@ def _input_options(function):
                      help="A bad line: warn on stderr and write NA; drop it silently; or stop with exit code 1."),
         click.option("--checkpoint-every", type=click.IntRange(min=1), metavar="N",
                      help="Also save --state every N input lines."),
+        click.option("--wait", is_flag=True,
+                     help="If another run is using --state, wait for it to end (default: exit 1)."),
+
     ]
     for option in reversed(options):
         function = option(function)
@@ -179,522 +144,6 @@ def _input_options(function):
 def _explicit(ctx: click.Context, name: str) -> bool:
     source = ctx.get_parameter_source(name)
     return source in (click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.ENVIRONMENT)
-
-
-def _load_state(path: str) -> OnlineGaussianMixture:
-    from .persistence import StateFileError  # here: most runs have no state to load
-
-    try:
-        return OnlineGaussianMixture.load(path)
-    except StateFileError as error:
-        _error(f"cannot load the state: {error}")
-    except OSError as error:
-        _error(f"cannot read the state file {path}: {error.strerror or error}")
-    raise SystemExit(1)
-
-
-def _build_model(ctx: click.Context, options: dict, learn: bool) -> OnlineGaussianMixture:
-    """The model: loaded from --state if the file exists (explicit model options must agree with
-    it), else new from the model options."""
-    state = options.get("state")
-    if state and os.path.exists(state):
-        model = _load_state(state)
-        saved = model._get_params()
-        for name, param in _MODEL_OPTIONS.items():
-            if _explicit(ctx, name) and options[name] != saved[param]:
-                flag = "--" + name.replace("_", "-")
-                raise click.UsageError(
-                    f"{flag} {options[name]} contradicts the state file {state} ({param}={saved[param]!r})", ctx
-                )
-        return model
-    if not learn:
-        raise click.UsageError("--no-learn needs --state FILE with a saved model", ctx)
-    return OnlineGaussianMixture(**{param: options[name] for name, param in _MODEL_OPTIONS.items()})
-
-
-def _make_parser(ctx: click.Context, options: dict, model: OnlineGaussianMixture):
-    try:
-        columns = parse_columns(options["columns"], options["fmt"])
-    except ValueError as error:
-        raise click.BadParameter(str(error), ctx, param_hint="'--columns'") from None
-    try:
-        return make_parser(options["fmt"], columns, model.feature_names_in_ or None)
-    except ValueError as error:
-        raise click.UsageError(f"{error} (state file {options.get('state')})", ctx) from None
-
-
-# ---------------------------------------------------------------------- the labeler
-
-
-def _fmt_proba(row) -> bytes:
-    return ",".join(["%.6g" % p for p in row]).encode()
-
-
-def _fmt_score(value: float) -> bytes:
-    return b"%.6f" % value
-
-
-def _fmt_json(label: int, proba, score: float) -> bytes:
-    import json  # only --output json and show --json need it: not imported at start-up
-
-    return json.dumps({"label": int(label), "proba": list(proba), "score": float(score)}).encode()
-
-
-class _Labeler:
-    """Reads sources, parses records, predicts then learns, writes one line per record."""
-
-    def __init__(self, model, parser, *, output: str | None, echo: bool, learn: bool, on_error: str,
-                 batch_size: int, state: str | None, checkpoint_every: int | None, out, guard: _SignalGuard,
-                 progress=None):
-        self.model = model
-        self.parser = parser
-        self.output = output  # None: write nothing (fit)
-        self.echo = echo
-        self.learn = learn
-        self.on_error = on_error
-        self.batch_size = batch_size
-        self.state = state if learn else None
-        self.checkpoint_every = checkpoint_every
-        self.out = out
-        self.guard = guard
-        self.progress = progress
-        self.name = "-"
-        self.several = False
-        self.lines_read = 0
-        self.n_bad = 0
-        self.n_skipped = 0
-        self._checkpointed = 0
-        self._features = model.feature_names_in_ or None
-
-    # -- sources
-
-    def run(self, files: typing.Sequence[str], stdin) -> None:
-        self.several = len(files) > 1
-        for name in files:
-            self.name = "<stdin>" if name == "-" else name
-            if name == "-":
-                self._source(stdin)
-            else:
-                try:
-                    handle = open(name, "rb")
-                except OSError as error:
-                    raise _Failed(f"cannot read {name}: {error.strerror or error}") from None
-                with handle:
-                    self._source(handle)
-
-    def _source(self, stream) -> None:
-        read = _reader(stream)
-        if self.batch_size == 1:
-            self._lines(read)
-        else:
-            self._blocks(read)
-        self.out.flush()
-
-    # -- helpers
-
-    def save(self) -> None:
-        if self.state:
-            with self.guard:
-                self.model.save(self.state)
-            self.guard.poll()
-
-    def _after(self, n_lines: int) -> None:
-        self.lines_read += n_lines
-        if self.checkpoint_every and self.lines_read // self.checkpoint_every > self._checkpointed:
-            self._checkpointed = self.lines_read // self.checkpoint_every
-            self.save()
-
-    def _ensure_features(self) -> list:
-        if self._features is None:
-            self._features = list(self.parser.features)
-            with self.guard:
-                if self.model._features is None:
-                    self.model._set_features(self._features)
-                self._features = self.model.feature_names_in_
-        return self._features
-
-    def _bad_line(self, raw: bytes, lineno: int, error: RecordError) -> bytes | None:
-        """Report a bad line; the output line for it (NA), None to write nothing."""
-        self.n_bad += 1
-        where = f"{self.name}, line {lineno}" if self.several else f"line {lineno}"
-        line = raw.rstrip(b"\r\n")
-        try:
-            text = line.decode("utf-8")
-        except UnicodeDecodeError:
-            text = line  # shown as bytes: b'\xff...'
-        if len(text) > _MAX_SHOWN:
-            text = text[:_MAX_SHOWN] + ("..." if isinstance(text, str) else b"...")
-        message = f"{where}: {error}: {text!r}"
-        if self.on_error == "fail":
-            raise _Failed(message)
-        if self.on_error == "skip":
-            self.n_skipped += 1
-            return None
-        self.out.flush()  # the output of earlier lines first, as for a reader of both streams
-        _warn(message)
-        if self.output is None:
-            return None
-        na = _JSON_NA if self.output == "json" else _NA
-        return raw.rstrip(b"\r\n") + b"\t" + na if self.echo else na
-
-    # -- one line at a time (live)
-
-    def _lines(self, read: typing.Callable[[], bytes]) -> None:
-        """Handle each line as it comes. Its output is written before the next line is handled and
-        flushed before the labeler may wait for input, so a producer that waits for each answer
-        before it sends the next line gets it; a file or a full pipe gets one write for many
-        lines rather than a system call a line."""
-        handle = self._line_handler()
-        lineno = 0
-        pending: list[bytes] = []  # pieces of a line whose end has not been read yet
-        while True:
-            self.out.flush()
-            chunk = read()
-            if not chunk:
-                break
-            lines = chunk.split(b"\n")
-            last = lines.pop()  # the start of the next line (b"" when the chunk ends with a line)
-            if lines and pending:  # joined once, when its end comes: long lines cost their length
-                pending.append(lines[0])
-                lines[0] = b"".join(pending)
-                pending = []
-            if last:
-                pending.append(last)
-            handle(lines, lineno)
-            lineno += len(lines)
-            if self.progress is not None:
-                self.progress.update(len(chunk))
-        if pending:
-            handle([b"".join(pending)], lineno)
-
-    def _line_handler(self) -> typing.Callable[[list[bytes], int], None]:
-        """The function that handles lines (without their b"\\n"), given the number of the line
-        before them: for each, parse, predict and learn, write the output line. Its loop is the
-        hot path of --batch-size 1, so one plain number a line, the common case, is read inline
-        with float() (which takes exactly what the parser would); anything else asks the parser."""
-        write, guard, echo, every = self.out.write, self.guard, self.echo, self.checkpoint_every
-        step = key = number_step = None  # known from the first good line on
-
-        def handle(lines: list[bytes], lineno: int) -> None:
-            nonlocal step, key, number_step
-            for raw in lines:
-                lineno += 1
-                line = None
-                read = False
-                if key is not None:
-                    try:
-                        value = float(raw)
-                    except ValueError:
-                        value = math.nan
-                    if -MAX_ABS_VALUE <= value <= MAX_ABS_VALUE:  # and not NaN
-                        line = number_step(value)
-                        read = True
-                if not read:
-                    x = self._record(raw, lineno)
-                    if x is not None:
-                        if step is None:
-                            step, key, number_step = self._one_step()
-                        line = step(x)
-                if line is not None:
-                    write(raw.rstrip(b"\r") + b"\t" + line if echo else line)
-                if guard.pending is not None:
-                    guard.poll()
-                if every:
-                    self.lines_read += 1
-                    if self.lines_read % every == 0:
-                        self._checkpointed = self.lines_read // every
-                        self.save()
-
-        return handle
-
-    def _record(self, raw: bytes, lineno: int) -> dict | None:
-        """The record on a line, read by the parser; None for a bad line, once reported and its
-        output line (NA) written."""
-        try:
-            row = self.parser.parse(raw)
-        except RecordError as error:
-            line = self._bad_line(raw, lineno, error)
-            if line is not None:
-                self.out.write(line + b"\n")
-            return None
-        features = self._ensure_features()
-        return {features[0]: row[0]} if len(row) == 1 else dict(zip(features, row))
-
-    def _one_step(self) -> tuple[typing.Callable[[dict], bytes | None], typing.Any, typing.Any]:
-        """The model's work for one record, as a function returning the output line (None for
-        fit); the feature's name when a line is one number that float() reads, else None; and
-        then the same work as a function of that number."""
-        model, guard, output, learn = self.model, self.guard, self.output, self.learn
-        features = self._features
-        key = features[0] if getattr(self.parser, "single", False) else None
-
-        if output == "label":  # the common case, kept short
-            label = model.learn_predict_one if learn else model.predict_one
-            lines = [b"%d\n" % k for k in range(model.n_components)]  # labels are 0..K-1
-
-            def step(x: dict) -> bytes:
-                guard.critical = True  # as `with guard:`, without two method calls a line
-                try:
-                    return lines[label(x)]
-                finally:
-                    guard.critical = False
-
-            if not learn:
-                return step, key, lambda value: step({key: value})
-            learn_predict_row = model._learn_predict_row  # no dict a line: a fifth of the time
-
-            def number_step(value: float) -> bytes:
-                guard.critical = True
-                try:
-                    return lines[learn_predict_row([value])]
-                finally:
-                    guard.critical = False
-
-            return step, key, number_step
-
-        def step(x: dict) -> bytes | None:
-            with guard:
-                if output is None:
-                    model.learn_one(x)
-                    return None
-                proba = model.predict_proba_one(x)
-                if output == "proba":
-                    text = _fmt_proba(proba.values())
-                else:
-                    score = model.score_one(x)
-                    if output == "score":
-                        text = _fmt_score(score)
-                    else:
-                        text = _fmt_json(max(proba, key=proba.get), proba.values(), score)
-                if learn:
-                    model.learn_one(x)
-                return text + b"\n"
-
-        return step, key, lambda value: step({key: value})
-
-    # -- blocks of lines (throughput)
-
-    def _blocks(self, read: typing.Callable[[], bytes]) -> None:
-        """Blocks of batch_size lines: reads gather until they hold a whole block (or the input
-        ends), then every whole block among them is handled, the rest waiting for more input.
-        The output is flushed before each read, so every whole block read is answered before the
-        labeler may wait for input."""
-        size = self.batch_size
-        lineno = 0
-        pending: list[bytes] = []
-        n_pending = 0  # line ends in pending
-        while True:
-            self.out.flush()
-            chunk = read()
-            if chunk:
-                pending.append(chunk)
-                n_pending += chunk.count(b"\n")
-                if n_pending < size:
-                    continue
-            data = b"".join(pending)
-            unfinished = not chunk and data and not data.endswith(b"\n")
-            if unfinished:  # the last line has no b"\n": give it one, counted nowhere
-                data += b"\n"
-            ends = np.flatnonzero(np.frombuffer(data, np.uint8) == ord("\n"))
-            whole = len(ends) if not chunk else len(ends) - len(ends) % size
-            if whole:
-                self._buffer(data, ends[:whole], lineno)
-                lineno += whole
-                used = int(ends[whole - 1]) + 1
-                if self.progress is not None:
-                    self.progress.update(used - unfinished)
-                data = data[used:]
-            if not chunk:
-                return
-            pending, n_pending = ([data] if data else []), len(ends) - whole
-
-    def _buffer(self, data: bytes, ends: np.ndarray, lineno: int) -> None:
-        """The lines of data that end at `ends` (the first after line number `lineno`), in blocks.
-        One-number lines are read for the whole buffer at once (`parse_lines`); a block with a
-        line that reading cannot take goes the long way, which reports each bad line."""
-        size = self.batch_size
-        fast = None  # (values, whether each block was read whole, index of their first line)
-        for a in range(0, len(ends), size):
-            b = min(a + size, len(ends))
-            begin, end = (int(ends[a - 1]) + 1 if a else 0), int(ends[b - 1])
-            if fast is None:
-                parsed = self.parser.parse_lines(memoryview(data)[begin:], ends[a:] - begin)
-                if parsed is not None:
-                    values, ok = parsed
-                    fast = values, np.logical_and.reduceat(ok, np.arange(0, len(ok), size)), a
-            matrix = None
-            if fast is not None:
-                values, whole, first = fast
-                if whole[(a - first) // size]:
-                    matrix = values[a - first:b - first]
-            lines = data[begin:end].split(b"\n") if matrix is None or self.echo else None
-            self._block(lines, lineno + a, matrix)
-
-    def _block(self, lines: list[bytes] | None, start: int, matrix: np.ndarray | None = None) -> None:
-        """One block: its lines (None when `matrix` has them all and no output needs the text),
-        the number of the line before it, and its rows if already read."""
-        parser = self.parser
-        if matrix is None:
-            matrix = parser.parse_block(lines)
-        bad: dict[int, bytes | None] = {}
-        failure = None
-        if matrix is None:
-            rows = []
-            for i, raw in enumerate(lines):
-                try:
-                    rows.append(parser.parse(raw))
-                except RecordError as error:
-                    try:
-                        bad[i] = self._bad_line(raw, start + i + 1, error)
-                    except _Failed as failed:
-                        failure = failed
-                        lines = lines[:i]
-                        break
-            width = parser.n_features or 0
-            matrix = np.array(rows, dtype=np.float64).reshape(len(rows), width)
-        texts = self._predict_learn(matrix) if len(matrix) else []
-        if self.output is not None:
-            self._write_block(lines, texts, bad)
-        self.guard.poll()
-        self._after(len(matrix) + len(bad))
-        if failure is not None:
-            raise failure
-
-    def _predict_learn(self, matrix: np.ndarray) -> list[bytes] | np.ndarray:
-        self._ensure_features()
-        model, output = self.model, self.output
-        texts: list[bytes] = []
-        with self.guard:
-            if output == "label":  # formatted by _write_block
-                return model.learn_predict_many(matrix) if self.learn else model.predict_many(matrix)
-            elif output == "proba":
-                texts = [_fmt_proba(row) for row in model.predict_proba_many(matrix).tolist()]
-            elif output == "score":
-                texts = [_fmt_score(v) for v in model.score_many(matrix).tolist()]
-            elif output == "json":
-                proba = model.predict_proba_many(matrix)
-                labels = proba.argmax(axis=1).tolist()
-                scores = model.score_many(matrix).tolist()
-                texts = [_fmt_json(k, p, s) for k, p, s in zip(labels, proba.tolist(), scores)]
-            if self.learn:
-                model.learn_many(matrix)
-        return texts
-
-    def _write_block(self, lines: list[bytes], texts, bad: dict) -> None:
-        if isinstance(texts, np.ndarray):  # labels
-            if not bad and not self.echo and self.model.n_components <= 10:
-                # one digit a line: each label picks its two bytes from a table, no Python loop
-                self.out.write(_DIGIT_LINES[texts].tobytes())
-                return
-            texts = list(map(b"%d".__mod__, texts.tolist()))
-        if not bad and not self.echo:
-            if texts:
-                self.out.write(b"\n".join(texts) + b"\n")
-            return
-        results = iter(texts)
-        chunks = []
-        for i, raw in enumerate(lines):
-            if i in bad:
-                if bad[i] is not None:
-                    chunks.append(bad[i])
-                continue
-            text = next(results)
-            chunks.append(raw.rstrip(b"\r\n") + b"\t" + text if self.echo else text)
-        if chunks:
-            self.out.write(b"\n".join(chunks) + b"\n")
-
-
-_READ_SIZE = 1 << 18  # bytes asked of each read: enough to spread numpy's cost per call, and its
-# arrays small enough for the allocator to reuse (1 MiB reads measured slower: page faults)
-
-
-def _reader(stream) -> typing.Callable[[], bytes]:
-    """A function returning the stream's next bytes (b"" at its end): what one read brings, up
-    to _READ_SIZE, so that a pipe gives what it holds without waiting for more."""
-    read = getattr(stream, "read1", None) or stream.read  # a raw stream's read() does the same
-    return functools.partial(read, _READ_SIZE)
-
-
-def _want_progress(files: typing.Sequence[str], stream) -> bool:
-    """A progress bar only makes sense for files of known size, shown on a terminal."""
-    if not files or any(name == "-" for name in files):
-        return False
-    try:
-        if not all(os.path.isfile(name) for name in files):
-            return False
-        return bool(stream.isatty())
-    except (AttributeError, ValueError, OSError):
-        return False
-
-
-def _run(ctx: click.Context, files: tuple, options: dict, *, output: str | None, echo: bool = False,
-         learn: bool = True, progress_flag: bool | None = False) -> None:
-    model = _build_model(ctx, options, learn)
-    parser = _make_parser(ctx, options, model)
-    files = list(files) or ["-"]
-    stdin = _binary(sys.stdin)
-    out = _binary(sys.stdout)
-    guard = _SignalGuard()
-    show = _want_progress(files, sys.stderr) if progress_flag is None else progress_flag
-    state = options.get("state")
-    labeler = None
-    guard.install()
-    try:
-        with contextlib.ExitStack() as stack:
-            bar = None
-            if show:
-                total = sum(os.path.getsize(name) for name in files if name != "-" and os.path.isfile(name))
-                bar = stack.enter_context(click.progressbar(length=total, label="learning", file=sys.stderr))
-            labeler = _Labeler(
-                model, parser, output=output, echo=echo, learn=learn, on_error=options["on_error"],
-                batch_size=options["batch_size"], state=state, checkpoint_every=options["checkpoint_every"],
-                out=out, guard=guard, progress=bar,
-            )
-            try:
-                labeler.run(files, stdin)
-            finally:
-                if bar is not None:  # end the bar's line before any message that follows
-                    bar.render_finish()
-        labeler.save()
-        if labeler.n_skipped:
-            click.echo(f"{_PROG}: skipped {labeler.n_skipped} bad line(s)", err=True)
-    except _Failed as failure:
-        _flush_quietly(out)
-        _save_after_stop(labeler)
-        _error(str(failure))
-        ctx.exit(1)
-    except _Interrupted as interrupted:
-        _flush_quietly(out)
-        saved = _save_after_stop(labeler)
-        name = signal.Signals(interrupted.signum).name
-        note = f"; state saved to {state}" if saved else ""
-        click.echo(f"{_PROG}: interrupted by {name}{note}", err=True)
-        ctx.exit(128 + interrupted.signum)
-    except BrokenPipeError:
-        _save_after_stop(labeler)
-        _silence_stdout()
-        ctx.exit(0)
-    finally:
-        guard.restore()
-
-
-def _flush_quietly(out) -> None:
-    try:
-        out.flush()
-    except (BrokenPipeError, OSError, ValueError):
-        _silence_stdout()
-
-
-def _save_after_stop(labeler: _Labeler | None) -> bool:
-    if labeler is None or not labeler.state:
-        return False
-    labeler.guard.pending = None
-    try:
-        labeler.model.save(labeler.state)
-    except (OSError, ValueError) as error:
-        _error(f"could not save the state to {labeler.state}: {error}")
-        return False
-    return True
 
 
 # ---------------------------------------------------------------------- commands
@@ -710,7 +159,27 @@ def cli():
     """
 
 
-_STATE_HELP = "Model file: loaded if it exists, saved at the end, at checkpoints, and on SIGINT/SIGTERM."
+_STATE_HELP = ("Model file: loaded if it exists, saved at the end, at checkpoints, and on SIGINT, SIGTERM or "
+               "SIGHUP; locked for the run (FILE.lock beside it).")
+
+
+def _check_options(ctx: click.Context, options: dict, learn: bool) -> None:
+    """Usage errors of the state options, found before anything is read."""
+    state = options.get("state")
+    if state is not None and not state.strip():
+        raise click.BadParameter("the file name is empty", ctx, param_hint="'--state'")
+    if options.get("checkpoint_every") and not (state and learn):
+        why = "--no-learn saves nothing" if state else "it needs --state FILE"
+        raise click.UsageError(f"--checkpoint-every saves the state, but {why}", ctx)
+    if options.get("wait") and not (state and learn):
+        raise click.UsageError("--wait waits for the lock of --state, which this run does not take", ctx)
+
+
+def _run(ctx: click.Context, files: tuple, options: dict, **how) -> None:
+    _check_options(ctx, options, how.get("learn", True))
+    from .labeler import run  # numpy, River and the model: only now
+
+    run(ctx, files, options, **how)
 
 
 @cli.command()
@@ -755,6 +224,8 @@ def fit(ctx, files, progress, **options):
 
 
 def _summary(model: OnlineGaussianMixture) -> dict:
+    import numpy as np
+
     cov = model.covariances_
     std = np.sqrt(model._parameters.variances())
     return {
@@ -842,8 +313,10 @@ def demo(n, shuffle, seed, truth):
     Example:
       online-em demo | online-em label | uniq -c | head
     """
+    from .streams import WriteError, open_stdout
+
     values, labels = demo_stream(n, shuffle, seed)
-    out = _binary(sys.stdout)
+    out = open_stdout()
     try:
         for start in range(0, n, 65536):
             chunk = values[start:start + 65536].tolist()
@@ -855,6 +328,9 @@ def demo(n, shuffle, seed, truth):
         out.flush()
     except BrokenPipeError:
         _silence_stdout()
+    except WriteError as error:
+        _error(str(error))
+        raise SystemExit(1) from None
 
 
 def demo_stream(n: int = 12_000, shuffle: bool = True, seed: int | None = 42) -> tuple[np.ndarray, np.ndarray]:
@@ -868,6 +344,8 @@ def demo_stream(n: int = 12_000, shuffle: bool = True, seed: int | None = 42) ->
     True
 
     """
+    import numpy as np
+
     rng = np.random.default_rng(seed)
     first = n // 3
     values = np.concatenate([rng.normal(20.0, 5.0, first), rng.normal(40.0, 5.0, n - first)])
@@ -893,4 +371,22 @@ def main(argv: typing.Sequence[str] | None = None) -> None:
         code = 0
     except KeyboardInterrupt:  # outside the labeler's own handling
         code = 130
+    except OSError as error:  # click.echo into a full device (show, --help)
+        code = _write_failed(error)
+    try:  # what is still buffered: a full disk is one line, not a traceback at exit
+        if sys.stdout is not None:  # None: started with stdout closed (>&-)
+            sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
+    except OSError as error:
+        code = _write_failed(error)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _write_failed(error: OSError) -> int:
+    """Report a failed write to stdout in one line; the exit code (other errors propagate)."""
+    if error.errno not in (errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EFBIG):
+        raise error
+    _silence_stdout()
+    _error(f"write error: {error.strerror}")
+    return 1

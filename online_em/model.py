@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import math
-import numbers
 import typing
 
 import numpy as np
 from river import base
 
-from . import fastpath, init, steps, warmup
+from . import fastpath, init, steps, validation, warmup
 from .prior import DEFAULT_COUNT
 from .stats import AVERAGE_EVERY, COLLAPSE_WEIGHT, MixtureParameters, SufficientStatistics, check_covariance_type
 
@@ -151,20 +150,10 @@ class OnlineGaussianMixture(base.Clusterer):
         init_max_iter: int = 100,
         seed: int | None = None,
     ):
-        if not isinstance(n_components, numbers.Integral) or n_components < 1:
-            raise ValueError(f"n_components must be a positive integer, got {n_components!r}")
+        validation.check_params(
+            n_components, warm_up, reg_covar, average_after, n_init, init_max_iter, alpha, covariance_prior
+        )
         check_covariance_type(covariance_type)
-        steps.check_alpha(alpha)
-        if warm_up is not None and (not isinstance(warm_up, numbers.Integral) or warm_up <= n_components):
-            raise ValueError(
-                f"warm_up must be None or an integer above n_components ({n_components}), got {warm_up!r}"
-            )
-        if not covariance_prior >= 0:
-            raise ValueError(f"covariance_prior must be non-negative, got {covariance_prior!r}")
-        if not reg_covar >= 0:
-            raise ValueError(f"reg_covar must be non-negative, got {reg_covar!r}")
-        if average_after is not None and average_after < 0:
-            raise ValueError(f"average_after must be None or non-negative, got {average_after!r}")
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.alpha = alpha
@@ -219,36 +208,30 @@ class OnlineGaussianMixture(base.Clusterer):
     # ------------------------------------------------------------------ input conversion
 
     def _set_features(self, keys: typing.Iterable) -> None:
-        self._features = _sorted_features(keys)
+        self._features = _sorted_features(validation.check_features(keys))
 
     def _row(self, x: dict) -> list[float]:
         """The values of x in feature order, as floats; a clear error for a missing or extra key."""
-        features = self._features
-        try:
-            row = [float(x[f]) for f in features]
-        except KeyError as missing:
-            raise ValueError(f"feature {missing.args[0]!r} is missing from {x!r}") from None
-        except (TypeError, ValueError):
-            bad = {k: v for k, v in x.items() if not isinstance(v, numbers.Real)}
-            raise ValueError(f"features must be numbers, got {bad!r}") from None
-        if len(x) != len(features):
-            extra = [k for k in x if k not in set(features)]
-            raise ValueError(f"unknown feature {extra[0]!r}: the model knows {features!r}")
-        return row
+        return validation.row_from_dict(x, self._features)
 
     def _matrix(self, X: typing.Any) -> tuple[np.ndarray, typing.Any]:
         """A float matrix with columns in feature order, and the index of X if it has one."""
         index = getattr(X, "index", None)
+        if self._features is None:  # see online_em.validation: an empty batch fixes nothing
+            first = validation.batch_features(X)
+            if first is None:
+                return np.empty((0, 0)), index
+            self._set_features(first)
         if hasattr(X, "columns"):  # a pandas DataFrame
-            columns = list(X.columns)
-            if self._features is None:
-                self._set_features(columns)
+            columns = validation.check_features(X.columns)
             missing = [f for f in self._features if f not in set(columns)]
             if missing:
-                raise ValueError(f"feature {missing[0]!r} is missing from the columns {columns!r}")
+                raise ValueError(f"feature {validation.shorten(missing[0])} is missing from the columns "
+                                 f"{validation.shorten(columns)}")
             extra = [c for c in columns if c not in set(self._features)]
             if extra:
-                raise ValueError(f"unknown feature {extra[0]!r}: the model knows {self._features!r}")
+                raise ValueError(f"unknown feature {validation.shorten(extra[0])}: the model knows "
+                                 f"{validation.shorten(self._features)}")
             matrix = X[self._features].to_numpy(dtype=np.float64)
         else:
             matrix = np.asarray(X, dtype=np.float64)
@@ -256,11 +239,10 @@ class OnlineGaussianMixture(base.Clusterer):
                 matrix = matrix[:, None]
             if matrix.ndim != 2:
                 raise ValueError(f"expected a 2-D array of shape (n_samples, n_features), got {matrix.shape}")
-            if self._features is None:
-                self._features = list(range(matrix.shape[1]))
             if matrix.shape[1] != len(self._features):
                 raise ValueError(
-                    f"expected {len(self._features)} features {self._features!r}, got {matrix.shape[1]}"
+                    f"expected {len(self._features)} features {validation.shorten(self._features)}, "
+                    f"got {matrix.shape[1]}"
                 )
         return matrix, index
 
@@ -272,7 +254,8 @@ class OnlineGaussianMixture(base.Clusterer):
         if bad.any():
             row = int(np.argwhere(bad)[0, 0])
             raise ValueError(
-                f"row {row} has a value that is not finite or beyond ±{MAX_ABS_VALUE:g}: {matrix[row].tolist()}"
+                f"row {row} has a value that is not finite or beyond ±{MAX_ABS_VALUE:g}: "
+                f"{validation.shorten(matrix[row].tolist())}"
             )
 
     # ------------------------------------------------------------------ learning

@@ -24,9 +24,11 @@ A model file is one JSON object (UTF-8), ``"format": "online-em/model"``, ``"ver
 Floats are written with Python's shortest round-trip representation, so a loaded model is
 bit-for-bit the saved one and continues exactly as the uninterrupted model would. NaN and
 infinity are refused in both directions. `save` writes a temporary file in the destination folder
-and renames it over the destination, so a crash never leaves a half-written model. `load` never
-unpickles anything, and raises `StateFileError` (a `ValueError`) naming the problem for a file that
-is not valid JSON, truncated, of another format or version, or inconsistent.
+and renames it over the destination, so a crash never leaves a half-written model (a symbolic link
+is followed: its target is replaced, within the target's folder); `check_writable` says beforehand
+whether it could. `load` never unpickles anything, and raises `StateFileError` (a `ValueError`)
+naming the problem for a file that is not valid JSON, truncated, of another format or version, or
+inconsistent, or whose numbers the model could not have written (`online_em.state_checks`).
 
 >>> import os, tempfile
 >>> from online_em import OnlineGaussianMixture
@@ -50,12 +52,16 @@ import typing
 
 import numpy as np
 
+from .state_checks import check_state_numbers
 from .stats import SufficientStatistics, check_covariance_type, second_moment_shape
+from .validation import shorten
 
 if typing.TYPE_CHECKING:  # pragma: no cover
     from .model import OnlineGaussianMixture
 
-__all__ = ["FORMAT", "VERSION", "StateFileError", "save", "load", "to_dict", "from_dict", "dumps", "loads"]
+__all__ = [
+    "FORMAT", "VERSION", "StateFileError", "save", "load", "to_dict", "from_dict", "dumps", "loads", "check_writable",
+]
 
 FORMAT = "online-em/model"
 VERSION = 2
@@ -98,7 +104,7 @@ def _stats_dict(stats: SufficientStatistics | None) -> dict | None:
 
 def _check_feature_name(name: typing.Any) -> None:
     if isinstance(name, bool) or not isinstance(name, (str, int)):
-        raise ValueError(f"only str and int feature names can be saved, got {name!r}")
+        raise ValueError(f"only str and int feature names can be saved, got {shorten(name)}")
 
 
 def to_dict(model: OnlineGaussianMixture) -> dict:
@@ -148,13 +154,56 @@ def _current_umask() -> int:
     return mask
 
 
+def _target(path: str | os.PathLike) -> str:
+    """The file that `path` names, through symbolic links: what `save` replaces."""
+    return os.path.realpath(os.fspath(path))
+
+
+def check_writable(path: str | os.PathLike) -> None:
+    """OSError (naming `path`) unless `save` could write `path` now: its folder exists and takes
+    a new file. Nothing is left behind.
+
+    >>> check_writable("/nonexistent-folder/model.json")
+    Traceback (most recent call last):
+    ...
+    FileNotFoundError: [Errno 2] No such file or directory: '/nonexistent-folder/model.json'
+
+    """
+    target = _target(path)
+    if os.path.isdir(target):
+        raise IsADirectoryError(21, os.strerror(21), os.fspath(path))
+    try:
+        fd, probe = tempfile.mkstemp(prefix="." + os.path.basename(target) + ".", suffix=".tmp",
+                                     dir=os.path.dirname(target))
+    except OSError as error:
+        raise _naming(error, path) from None
+    os.close(fd)
+    os.unlink(probe)
+
+
 def save(model: OnlineGaussianMixture, path: str | os.PathLike) -> None:
     """Write the model to `path` atomically: a temporary file in the same folder, flushed to
-    disk, then renamed over `path`. An existing file keeps its permissions.
+    disk, then renamed over `path`. An existing file keeps its permissions; a symbolic link is
+    followed, and its target replaced (the rename is within the target's folder). An OSError names
+    `path`, and leaves it as it was, with no temporary file.
     """
     text = dumps(model).encode("utf-8")
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        _write_atomically(text, _target(path))
+    except OSError as error:
+        raise _naming(error, path) from None
+
+
+def _naming(error: OSError, path: str | os.PathLike) -> OSError:
+    """The error with `path` as its file name (not a temporary file's), when it has an errno."""
+    if error.errno is None:
+        return error
+    return type(error)(error.errno, error.strerror, os.fspath(path))
+
+
+
+def _write_atomically(text: bytes, path: str) -> None:
+    folder = os.path.dirname(path)
     try:
         mode = os.stat(path).st_mode & 0o7777
     except FileNotFoundError:
@@ -199,7 +248,7 @@ def _is_number(value: typing.Any) -> bool:
 def _nested_numbers(value: typing.Any, depth: int, where: str) -> None:
     if depth == 0:
         if not _is_number(value):
-            raise StateFileError(f"{where}: expected a number, got {value!r}")
+            raise StateFileError(f"{where}: expected a number, got {shorten(value)}")
         return
     if not isinstance(value, list):
         raise StateFileError(f"{where}: expected a list, got {type(value).__name__}")
@@ -224,7 +273,7 @@ def _array(value: typing.Any, shape: tuple, where: str) -> np.ndarray:
 def _integer(state: dict, key: str, minimum: int = 0) -> int:
     value = state.get(key)
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise StateFileError(f"{key!r}: expected an integer >= {minimum}, got {value!r}")
+        raise StateFileError(f"{shorten(key)}: expected an integer >= {minimum}, got {shorten(value)}")
     return value
 
 
@@ -232,18 +281,19 @@ def _statistics(value: typing.Any, key: str, covariance_type: str, K: int, D: in
     if value is None:
         return None
     if not isinstance(value, dict):
-        raise StateFileError(f"{key!r}: expected an object or null, got {type(value).__name__}")
+        raise StateFileError(f"{shorten(key)}: expected an object or null, got {type(value).__name__}")
     expected = {"covariance_type", "shift", "s0", "s1", "s2", "count"}
     if set(value) != expected:
-        raise StateFileError(f"{key!r}: expected the fields {sorted(expected)}, got {sorted(value)}")
+        raise StateFileError(f"{shorten(key)}: expected the fields {sorted(expected)}, got {shorten(sorted(value))}")
     if value["covariance_type"] != covariance_type:
         raise StateFileError(
-            f"{key!r}: covariance_type {value['covariance_type']!r} differs from the model's {covariance_type!r}"
+            f"{shorten(key)}: covariance_type {shorten(value['covariance_type'])} differs from the model's "
+            f"{covariance_type!r}"
         )
     s2_shape = second_moment_shape(covariance_type, K, D)
     count = value["count"]
     if not _is_number(count) or not np.isfinite(count) or count < 0:
-        raise StateFileError(f"{key}.count: expected a non-negative number, got {count!r}")
+        raise StateFileError(f"{key}.count: expected a non-negative number, got {shorten(count)}")
     s0 = _array(value["s0"], (K,), f"{key}.s0")
     if (s0 < 0).any():
         raise StateFileError(f"{key}.s0: masses must be non-negative")
@@ -274,10 +324,10 @@ def from_dict(state: typing.Any) -> OnlineGaussianMixture:
     if not isinstance(state, dict):
         raise StateFileError(f"expected a JSON object at the top level, got {type(state).__name__}")
     if state.get("format") != FORMAT:
-        raise StateFileError(f"not an online-em model file (format {state.get('format')!r})")
+        raise StateFileError(f"not an online-em model file (format {shorten(state.get('format'))})")
     version = state.get("version")
-    if isinstance(version, bool) or version not in _READABLE:
-        raise StateFileError(f"unsupported version {version!r} (this library reads versions 1 to {VERSION})")
+    if type(version) is not int or version not in _READABLE:
+        raise StateFileError(f"unsupported version {shorten(version)} (this library reads versions 1 to {VERSION})")
     expected = {"format", "version", "params", "features", "buffer", "stats", "average",
                 "n_averaged", "t", "n_reseeds", "rng"}
     missing = sorted(expected - set(state))
@@ -295,7 +345,7 @@ def from_dict(state: typing.Any) -> OnlineGaussianMixture:
         raise StateFileError(f"'params': expected the hyper-parameters {sorted(_PARAMS)}, got {got}")
     for name, value in params.items():
         if isinstance(value, bool) or not (value is None or isinstance(value, (int, float, str))):
-            raise StateFileError(f"params.{name}: unexpected value {value!r}")
+            raise StateFileError(f"params.{name}: unexpected value {shorten(value)}")
     try:
         check_covariance_type(params["covariance_type"])
         model = OnlineGaussianMixture(**params)
@@ -306,12 +356,12 @@ def from_dict(state: typing.Any) -> OnlineGaussianMixture:
     features = state["features"]
     if features is not None:
         if not isinstance(features, list) or not features:
-            raise StateFileError(f"'features': expected a non-empty list or null, got {features!r}")
+            raise StateFileError(f"'features': expected a non-empty list or null, got {shorten(features)}")
         for name in features:
             if isinstance(name, bool) or not isinstance(name, (str, int)):
-                raise StateFileError(f"'features': names must be strings or integers, got {name!r}")
+                raise StateFileError(f"'features': names must be strings or integers, got {shorten(name)}")
         if len(set(features)) != len(features):
-            raise StateFileError(f"'features': duplicated names in {features!r}")
+            raise StateFileError(f"'features': duplicated names in {shorten(features)}")
     D = len(features) if features is not None else 0
 
     buffer = state["buffer"]
@@ -340,15 +390,20 @@ def from_dict(state: typing.Any) -> OnlineGaussianMixture:
     if stats is not None and features is None:
         raise StateFileError("'stats' is set but 'features' is null")
 
+    try:
+        check_state_numbers(stats=stats, average=average, t=t, buffer=buffer_array)
+    except ValueError as error:
+        raise StateFileError(f"impossible state: {error}") from None
+
     rng_state = state["rng"]
     if not isinstance(rng_state, dict) or rng_state.get("bit_generator") != "PCG64":
         got = rng_state.get("bit_generator") if isinstance(rng_state, dict) else rng_state
-        raise StateFileError(f"'rng': expected a PCG64 generator state, got {got!r}")
+        raise StateFileError(f"'rng': expected a PCG64 generator state, got {shorten(got)}")
     rng = np.random.default_rng()
     try:
         rng.bit_generator.state = rng_state
     except (TypeError, ValueError, KeyError, OverflowError) as error:
-        raise StateFileError(f"'rng': invalid generator state ({error!r})") from None
+        raise StateFileError(f"'rng': invalid generator state ({shorten(error)})") from None
 
     model._features = list(features) if features is not None else None
     model._buffer = buffer_array.tolist() if buffer_array is not None else []
@@ -359,7 +414,10 @@ def from_dict(state: typing.Any) -> OnlineGaussianMixture:
     model._t = t
     model._n_reseeds = n_reseeds
     model._rng = rng
-    model._params = stats.to_parameters(model.reg_covar) if stats is not None else None
+    try:
+        model._params = stats.to_parameters(model.reg_covar) if stats is not None else None
+    except (ValueError, ArithmeticError, np.linalg.LinAlgError) as error:
+        raise StateFileError(f"the statistics make no valid parameters ({error})") from None
     model._reported = None
     model._engine = None
     return model
@@ -385,6 +443,11 @@ def loads(text: str | bytes) -> OnlineGaussianMixture:
         state = json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as error:
         raise StateFileError(f"not valid JSON, or truncated: {error}") from None
+    except StateFileError:  # NaN or infinity (_reject_constant)
+        raise
+    except ValueError:  # Python's limit on the digits of an integer
+
+        raise StateFileError("not a model file: a number with too many digits") from None
     except RecursionError:
         raise StateFileError("not a model file: nested too deeply") from None
     return from_dict(state)

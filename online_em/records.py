@@ -21,6 +21,12 @@ online_em.records.RecordError: field 2 is not a number ('four')
 >>> parser.parse_block([b"1 2\\n", b"nan 4\\n"]) is None  # has a problem: parse line by line
 True
 
+Fields are separated by commas if a line has one, else by tabs if it has one (exactly, as
+``cut -f`` splits: two tabs make an empty field), else by runs of spaces; ``delimiter`` fixes the
+separator instead. Surrounding whitespace is ignored. A first line that looks like a number with
+thousands separators (``1,000``) is refused rather than read as several fields (give the delimiter
+to mean fields). Quoted text in messages is cut to 80 characters.
+
 A single column of plain decimals, the common case of a stream, has a faster route still:
 `parse_decimal_lines` reads every line of a buffer at once with vectorised integer arithmetic.
 
@@ -28,11 +34,18 @@ A single column of plain decimals, the common case of a stream, has a faster rou
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
-from .model import MAX_ABS_VALUE
+from .validation import MAX_ABS_VALUE, shorten
 
-__all__ = ["JsonParser", "NumericParser", "RecordError", "make_parser", "parse_columns", "parse_decimal_lines"]
+__all__ = [
+    "DELIMITERS", "JsonParser", "NumericParser", "RecordError", "make_parser", "parse_columns", "parse_decimal_lines",
+]
+
+DELIMITERS = {"comma": ",", "tab": "\t", "space": " "}  # --delimiter: the names and their separators
+_THOUSANDS = re.compile(r"[+-]?[0-9]{1,3}(,[0-9]{3})+(\.[0-9]*)?")
 
 
 class RecordError(ValueError):
@@ -70,28 +83,33 @@ def parse_columns(text: str | None, fmt: str) -> list | None:
         return None
     names = [name.strip() for name in text.split(",")]
     if not all(names):
-        raise ValueError(f"empty column name in {text!r}")
+        raise ValueError(f"empty column name in {shorten(text)}")
     if len(set(names)) != len(names):
-        raise ValueError(f"repeated column in {text!r}")
+        raise ValueError(f"repeated column in {shorten(text)}")
     if fmt == "jsonl":
         return names
     columns = []
     for name in names:
         if not name.isdigit():
-            raise ValueError(f"columns are numbers from 1 (as for cut -f), got {name!r}")
+            raise ValueError(f"columns are numbers from 1 (as for cut -f), got {shorten(name)}")
+        if len(name) > 9:
+            raise ValueError(f"column number too large: {shorten(name)}")
         if int(name) < 1:
-            raise ValueError(f"column numbers start at 1, got {name!r}")
+            raise ValueError(f"column numbers start at 1, got {shorten(name)}")
+
         columns.append(int(name))
     return columns
 
 
 class NumericParser:
-    """Lines of numbers separated by commas (then spaces around them are allowed) or whitespace.
+    """Lines of numbers separated by commas, tabs or spaces (see the module docstring), or by
+    `delimiter` (``","``, ``"\\t"`` or ``" "`` for runs of whitespace) when it is given.
 
     Without `columns`, every line must have the same number of fields as the first valid one (or
     as `n_features`, when the model already has features); the features are named 0..D-1. With
     `columns` (1-based numbers), those fields are picked, in that order, from lines that have at
-    least as many fields as the largest column number.
+    least as many fields as the largest column number; the other fields may be anything. A
+    first line with more than `max_features` fields is refused before its fields are read.
 
     >>> parser = NumericParser(columns=[3, 1])
     >>> parser.parse(b"10,20,30,40")
@@ -103,8 +121,13 @@ class NumericParser:
 
     """
 
-    def __init__(self, columns: list[int] | None = None, n_features: int | None = None):
+    def __init__(self, columns: list[int] | None = None, n_features: int | None = None,
+                 delimiter: str | None = None, max_features: int | None = None):
+        if delimiter not in (None, *DELIMITERS.values()):
+            raise ValueError(f"the delimiter is one of {sorted(DELIMITERS.values())!r}, got {shorten(delimiter)}")
         self.columns = columns
+        self.delimiter = delimiter
+        self.max_features = max_features
         if columns is not None:
             if n_features is not None and n_features != len(columns):
                 raise ValueError(f"the model has {n_features} feature(s), but --columns picks {len(columns)}")
@@ -118,7 +141,8 @@ class NumericParser:
         # One number a line and no columns to pick: float() reads a whole line (bytes) at once. It
         # takes surrounding ASCII whitespace and rejects what the checks would (commas, several
         # fields, non-ASCII), so a line it reads to a finite value within range is a good record.
-        self.single = n_features == 1 and self.columns is None
+        # (Not with an exact tab: float() would take a line "\t5", which has two fields.)
+        self.single = n_features == 1 and self.columns is None and self.delimiter != "\t"
 
     @property
     def features(self) -> list | None:
@@ -126,16 +150,23 @@ class NumericParser:
         return None if self.n_features is None else list(range(self.n_features))
 
     def _fields(self, raw: bytes) -> list[str]:
-        text = _decode(raw).strip()
-        if not text:
+        text = _decode(raw)
+        if not text.strip():
             raise RecordError("empty line")
-        if "," in text:
-            fields = [field.strip() for field in text.split(",")]
-            for i, field in enumerate(fields):
-                if not field:
-                    raise RecordError(f"field {i + 1} is empty")
-            return fields
-        return text.split()
+        delimiter = self.delimiter
+        if delimiter is None:
+            text = text.strip()
+            delimiter = "," if "," in text else "\t" if "\t" in text else " "
+            if delimiter == "," and self.n_features is None and _THOUSANDS.fullmatch(text):
+                raise RecordError("looks like a number with thousands separators: remove them, "
+                                  "or give --delimiter comma to read the parts as fields")
+        else:
+            text = text.rstrip("\r\n")
+        fields = text.split() if delimiter == " " else [field.strip() for field in text.split(delimiter)]
+        if self.n_features is None and self.max_features is not None and len(fields) > self.max_features:
+            raise RecordError(f"{len(fields)} fields, more than the {self.max_features} features the model may have "
+                              "(--max-size)")
+        return fields
 
     def parse(self, raw: bytes) -> list[float]:
         """One line as a row of floats (RecordError if it is not a valid record)."""
@@ -161,9 +192,11 @@ class NumericParser:
             try:
                 value = float(field)
             except ValueError:
-                raise RecordError(f"field {number} is not a number ({field!r})") from None
+                if not field:
+                    raise RecordError(f"field {number} is empty") from None
+                raise RecordError(f"field {number} is not a number ({shorten(field)})") from None
             if not _in_range(value):
-                raise RecordError(f"field {number} {_range_problem(value)} ({field!r})")
+                raise RecordError(f"field {number} {_range_problem(value)} ({shorten(field)})")
             row.append(value)
         if self.n_features is None:
             self._set_width(len(row))
@@ -171,8 +204,9 @@ class NumericParser:
 
     def parse_block(self, lines: list[bytes]) -> np.ndarray | None:
         """Many lines at once as an (n, D) array, or None if any line needs a closer look."""
-        if not lines:
-            return None
+        if not lines or (self.n_features is None and self.columns is None):
+            return None  # the first lines, which fix the number of fields, go one by one
+        delimiter = None if self.delimiter is None else self.delimiter.encode()
         try:
             if self.single:
                 joined = b"\n".join(lines)  # the lines may come with or without their b"\n"
@@ -184,7 +218,7 @@ class NumericParser:
                     return None
                 matrix = np.array(tokens, dtype=np.float64)[:, None]
             else:
-                rows = [line.split(b",") if b"," in line else line.split() for line in lines]
+                rows = [_split(line, delimiter) for line in lines]
                 matrix = np.array(rows, dtype=np.float64)
                 if matrix.ndim != 2:
                     return None
@@ -199,8 +233,6 @@ class NumericParser:
             return None
         if not (np.abs(matrix) <= MAX_ABS_VALUE).all():  # NaN, infinities, too large
             return None
-        if self.n_features is None:
-            self._set_width(matrix.shape[1])
         return matrix
 
     def parse_lines(self, data: bytes, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
@@ -222,6 +254,13 @@ class NumericParser:
         return values[:, None], ok
 
 
+def _split(line: bytes, delimiter: bytes | None) -> list[bytes]:
+    """The fields of a line as `NumericParser._fields` splits them (without its checks)."""
+    if delimiter is None:
+        delimiter = b"," if b"," in line else b"\t" if b"\t" in line.strip() else b" "
+    return line.split() if delimiter == b" " else line.split(delimiter)
+
+
 class JsonParser:
     """JSON objects, one a line, whose values (for the feature keys) are finite numbers.
 
@@ -239,7 +278,8 @@ class JsonParser:
 
     """
 
-    def __init__(self, columns: list[str] | None = None, features: list | None = None):
+    def __init__(self, columns: list[str] | None = None, features: list | None = None,
+                 max_features: int | None = None):
         import json  # here: start-up need not pay for it when no JSON is read
 
         from .model import _sorted_features
@@ -247,8 +287,9 @@ class JsonParser:
         self._loads, self._JSONDecodeError = json.loads, json.JSONDecodeError
         self._sort = _sorted_features
         self.columns = columns
+        self.max_features = max_features
         if columns is not None and features is not None and set(columns) != set(features):
-            raise ValueError(f"the model's features are {features!r}, but --columns picks {columns!r}")
+            raise ValueError(f"the model's features are {shorten(features)}, but --columns picks {shorten(columns)}")
         if columns is not None:
             features = self._sort(columns)
         self.features = None if features is None else list(features)
@@ -269,31 +310,36 @@ class JsonParser:
             raise RecordError(f"invalid JSON ({error.msg} at column {error.colno})") from None
         except RecursionError:
             raise RecordError("invalid JSON (nested too deeply)") from None
+        except ValueError:  # Python's limit on the digits of an integer (4300), or the like
+            raise RecordError("invalid JSON (a number with too many digits)") from None
         if not isinstance(record, dict):
             raise RecordError(f"expected a JSON object, got {type(record).__name__}")
         features = self.features
         if features is None:
             if not record:
                 raise RecordError("empty JSON object")
+            if self.max_features is not None and len(record) > self.max_features:
+                raise RecordError(f"{len(record)} keys, more than the {self.max_features} features the model may "
+                                  "have (--max-size)")
             features = self._sort(record)
         elif self.columns is None and record.keys() != self._keys:
             extra = [k for k in record if k not in self._keys]
             if extra:
-                raise RecordError(f"unexpected key {extra[0]!r} (the features are {features!r})")
+                raise RecordError(f"unexpected key {shorten(extra[0])} (the features are {shorten(features)})")
         row = []
         for key in features:
             try:
                 value = record[key]
             except KeyError:
-                raise RecordError(f"missing key {key!r}") from None
+                raise RecordError(f"missing key {shorten(key)}") from None
             if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise RecordError(f"value of {key!r} is not a number ({value!r})")
+                raise RecordError(f"value of {shorten(key)} is not a number ({shorten(value)})")
             try:
                 value = float(value)
             except OverflowError:
-                raise RecordError(f"value of {key!r} is too large") from None
+                raise RecordError(f"value of {shorten(key)} is too large") from None
             if not _in_range(value):
-                raise RecordError(f"value of {key!r} {_range_problem(value)} ({value!r})")
+                raise RecordError(f"value of {shorten(key)} {_range_problem(value)} ({shorten(value)})")
             row.append(value)
         if self.features is None:
             self.features = features
@@ -308,7 +354,8 @@ class JsonParser:
         """JSON lines are always parsed one by one."""
 
 
-def make_parser(fmt: str, columns: list | None, model_features: list | None):
+def make_parser(fmt: str, columns: list | None, model_features: list | None, delimiter: str | None = None,
+                max_features: int | None = None):
     """The parser for ``--format`` (``text`` or ``jsonl``), consistent with a model's features.
 
     ValueError when the model's features cannot come from that format or those columns.
@@ -323,12 +370,12 @@ def make_parser(fmt: str, columns: list | None, model_features: list | None):
     """
     if fmt == "jsonl":
         if model_features is not None and not all(isinstance(f, str) for f in model_features):
-            raise ValueError(f"the model's features are {model_features!r} (columns): use --format text")
-        return JsonParser(columns, model_features)
+            raise ValueError(f"the model's features are {shorten(model_features)} (columns): use --format text")
+        return JsonParser(columns, model_features, max_features)
     if model_features is not None and model_features != list(range(len(model_features))):
-        raise ValueError(f"the model's features are {model_features!r} (JSON keys): use --format jsonl")
+        raise ValueError(f"the model's features are {shorten(model_features)} (JSON keys): use --format jsonl")
     n = len(model_features) if model_features is not None else None
-    return NumericParser(columns, n)
+    return NumericParser(columns, n, delimiter, max_features)
 
 
 # ---------------------------------------------------------------------- vectorised decimals

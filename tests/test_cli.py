@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from online_em import OnlineGaussianMixture, cli as cli_module
+from online_em import OnlineGaussianMixture, labeler as cli_module
 from online_em.cli import cli, demo_stream
 
 

@@ -49,6 +49,42 @@ def test_python_examples_run(index, tmp_path, monkeypatch, capsys):
             assert match.group(1) in printed
 
 
+def _section(title: str) -> str:
+    return README.split(f"## {title}", 1)[1].split("\n## ", 1)[0]
+
+
+def test_the_readme_runs_in_a_fresh_venv_made_by_its_own_install_lines(tmp_path):
+    """A new user's path: the quick start's shell lines (a virtual environment, the install), then
+    every Python example that needs no extra, and the command-line example, in that environment
+    alone. A dependency that the examples use but the install does not bring fails here."""
+    import os
+    import subprocess
+
+    (install,) = re.findall(r"```sh\n(.*?)```", _section("Quick start"), re.S)
+    assert "python3 -m venv .venv" in install and "pip install -e ." in install
+    venv = tmp_path / "venv"
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME")}
+    done = subprocess.run(["bash", "-euc", install.replace(".venv", str(venv))], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env['PATH']}"
+    python = str(venv / "bin" / "python")
+    examples = [b for b in python_blocks() if "dask" not in b]  # the Dask section names its own extra
+    assert len(examples) >= 2
+    for i, block in enumerate(examples):
+        run = subprocess.run([python, "-c", block], cwd=tmp_path, env=env, capture_output=True, text=True,
+                             timeout=300)
+        assert run.returncode == 0, f"README example {i}:\n{run.stderr[-3000:]}"
+        for promised in re.findall(r"#\s*(AdjustedRand: [0-9.]+)\.\.\.", block):
+            assert promised in run.stdout
+    (demo,) = re.findall(r"```sh\n(online-em demo \| .*?)\s+#", _section("The command line: label a stream"))
+    counts = subprocess.run(["bash", "-euc", demo], cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert counts.returncode == 0, counts.stderr
+    sizes = sorted(int(line.split()[0]) for line in counts.stdout.splitlines())
+    assert len(sizes) == 2 and abs(sizes[0] - 4000) < 500 and abs(sizes[1] - 8000) < 500
+
+
 def test_readme_test_command_is_what_ci_runs():
     section = README.split("## Tests", 1)[1]
     commands = re.findall(r"```sh\n(.*?)```", section, re.S)[0].strip().splitlines()

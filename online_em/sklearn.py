@@ -217,16 +217,9 @@ class MiniBatchGaussianMixture(ClusterMixin, DensityMixin, BaseEstimator):
         return self
 
     def partial_fit(self, X, y=None):
-        """Learn one mini-batch X, continuing the current mixture (a new one on the first call).
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        y : Ignored
-
-        Returns
-        -------
-        self
+        """Learn one mini-batch X (array-like of shape (n_samples, n_features)) in one stepwise-EM
+        update, continuing the current mixture (a new one on the first call, with `warm_up` as
+        given: the model buffers that many points for its initial fit). y is ignored; returns self.
         """
         first = not hasattr(self, "model_")
         X = validate_data(self, X, dtype=_FLOATS, reset=first)

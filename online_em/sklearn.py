@@ -76,7 +76,8 @@ class MiniBatchGaussianMixture(ClusterMixin, DensityMixin, BaseEstimator):
     lower_bound_ : float
         Mean log-likelihood of that data under the fitted mixture.
     lower_bounds_ : list of float
-        `lower_bound_` after each pass of `fit` and each `partial_fit` since.
+        `lower_bound_` after each pass of the last `fit` (a stream of `partial_fit` calls keeps
+        no history).
     n_iter_ : int
         Passes made by `fit`, plus one for each `partial_fit` since.
     n_steps_ : int
@@ -227,13 +228,11 @@ class MiniBatchGaussianMixture(ClusterMixin, DensityMixin, BaseEstimator):
             self._check_own_parameters()
             self.model_ = self._new_model(self._seed(check_random_state(self.random_state)), self.warm_up)
             self.n_iter_ = self.n_steps_ = 0
-            self.lower_bounds_ = []
         self.model_.learn_many(X)
         self.n_iter_ += 1
         self.n_steps_ += 1
         self.converged_ = False
         self.lower_bound_ = float(np.mean(self.model_.score_many(X)))
-        self.lower_bounds_.append(self.lower_bound_)
         self._publish(X)
         return self
 

@@ -411,14 +411,17 @@ def note(cells: list[Cell], seeds) -> list[str]:
     ]
     from online_em import OnlineGaussianMixture
 
-    warm_up = OnlineGaussianMixture().warm_up
-    short = [f"{d} ({len(split(d, 'shuffled', seeds[0]).train)})" for d in shown
-             if len(split(d, "shuffled", seeds[0]).train) < warm_up]
+    short = []
+    for d in shown:
+        s = split(d, "shuffled", seeds[0])
+        model = OnlineGaussianMixture(n_components=s.K)
+        model.learn_many(s.train[:1])  # the features size the default warm-up
+        if len(s.train) < model.warm_up_size:
+            short.append(f"{d} ({len(s.train)} < {model.warm_up_size})")
     if short:
-        lines += ["", f"- Training rows shorter than the model's default `warm_up` ({warm_up}): "
-                  f"{', '.join(short)}. There ours never leaves its warm-up: both passes end with the "
-                  "same buffered rows, fitted in one batch at the first prediction, so `learn_one` and "
-                  "`learn_many` give the same model and those rows measure the initial fit alone."]
+        lines += ["", "- Training rows within the model's default warm-up (100 points per free parameter, "
+                  f"500 to 20,000): {', '.join(short)}. There ours is batch EM on every point it has "
+                  "seen, so `learn_one` and `learn_many` give the same model."]
     if "digits" in shown:
         lines += ["", f"- digits: held-out ll {NO_LL_TARGET['digits']}; only its ARI target is judged."]
     if "image_segments" in shown:

@@ -158,7 +158,10 @@ def _build_model(ctx: click.Context, options: dict, learn: bool) -> OnlineGaussi
         return model
     if not learn:
         raise click.UsageError("--no-learn needs --state FILE with a saved model", ctx)
-    return OnlineGaussianMixture(**{param: options[name] for name, param in _MODEL_OPTIONS.items()})
+    try:
+        return OnlineGaussianMixture(**{param: options[name] for name, param in _MODEL_OPTIONS.items()})
+    except ValueError as error:  # options that click's types let through but the model refuses
+        raise click.UsageError(str(error), ctx) from None
 
 
 def _make_parser(ctx: click.Context, options: dict, model: OnlineGaussianMixture, max_features: int):

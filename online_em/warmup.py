@@ -8,7 +8,8 @@ Until the buffer holds `warm_up` points the model is batch EM on the buffer:
   to settle in over-fitted optima: digits ARI 0.22 against 0.58 fresh);
 - **labelling fits**, which `predict_one` and the other one-point calls use, are refreshed
   each time the buffer grows past a checkpoint (a quarter more points than the last one), and
-  fit every point there is at that moment. Each is EM from the one before (a few iterations),
+  fit every point there is at that moment (or the reported fit, if one was made since). Each
+  is EM from the one before (a few iterations),
   with one fresh start as well each time the buffer doubles; its labels, and the reported
   fit's, are matched to the one before, so labels handed out during the warm-up stay as stable
   as the data allow.
@@ -146,6 +147,8 @@ class WarmUpFits:
     def labelling(self, rows) -> MixtureParameters:
         """The parameters one-point calls label with after these rows."""
         last = self._chain(rows, len(rows))
+        if self._latest is not None and last < self._latest[0] <= len(rows):
+            return self._latest[1].parameters  # a reported fit newer than the checkpoint
         if not last:
             return single_gaussian(np.asarray(rows, dtype=np.float64), self.n_components, self.covariance_type, self.reg_covar)
         return self._cache[last].parameters

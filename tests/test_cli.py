@@ -141,15 +141,18 @@ def test_batch_size_gives_vectorised_blocks_with_the_same_outputs_count_and_good
     labels = np.array(result.stdout.split(), dtype=int)
     assert result.exit_code == 0 and len(labels) == 1000
     assert accuracy(labels[128:], truth[128:]) > 0.97
-    # blocks are predicted by the model before the block, then learned with learn_many
+    # blocks are predicted by the model before the block, then learned with learn_many; during
+    # the warm-up a block is learned first and labelled by the batch fit that includes it
     model = OnlineGaussianMixture(warm_up=50, seed=1)
     expected = []
     for start in range(0, 1000, 64):
         block = values[start:start + 64]
-        if model._features is None:
-            model._set_features([0])
-        expected += model.predict_many(block).tolist()
-        model.learn_many(block)
+        if not model.is_initialised:
+            model.learn_many(block)
+            expected += model.predict_many(block).tolist()
+        else:
+            expected += model.predict_many(block).tolist()
+            model.learn_many(block)
     assert labels.tolist() == expected
 
 

@@ -64,7 +64,8 @@ def pipeline(*commands, input=None, timeout=60):
 def test_a_closed_pipe_ends_quietly():
     for label in (["label"], ["label", "--batch-size", "1024"]):
         results, out = pipeline(CMD + ["demo", "--n", "200000"], CMD + label, ["head", "-3"])
-        assert out.decode().split() == ["0", "0", "0"]
+        labels = out.decode().split()
+        assert len(labels) == 3 and len(set(labels)) == 1 and labels[0] in ("0", "1"), labels
         for code, stderr in results:
             assert (code, stderr) == (0, "")
 

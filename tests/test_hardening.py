@@ -269,8 +269,8 @@ def test_7_max_size_bounds_the_model_and_can_be_raised():
 
 
 @pytest.mark.parametrize("args, message", [
-    (["-k", "100000", "--warm-up", "500"], "-k 100000 is not below --warm-up 500"),
-    (["-k", "300000", "--warm-up", "300000"], "make a model of 300000 numbers, more than the limit of 100000"),
+    (["-k", "100000", "--warm-up", "500"], "warm_up must be None or an integer above n_components (100000)"),
+    (["-k", "300000", "--warm-up", "300001"], "make a model of 300000 numbers, more than the limit of 100000"),
 ])
 def test_7_too_many_components_is_a_usage_error_before_reading(args, message):
     result = CliRunner().invoke(cli, ["label", *args], input="1\n")

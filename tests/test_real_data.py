@@ -1,13 +1,13 @@
 """Issue 9's targets on real data, through the benchmark's own functions (benchmarks/real_data.py).
 
-For iris, wine and breast_cancer over seeds 0, 1, 2 (shuffled, and file order for iris and wine,
+For iris, wine and breast_cancer over seeds 0 to 9 (shuffled, and file order for iris and wine,
 which are sorted by class), each of our two passes must come close to scikit-learn's
 GaussianMixture with n_init=1 on the same splits:
 
 - mean ARI (every point, against the classes) >= sklearn's mean ARI - 0.03;
 - mean held-out log-likelihood per sample >= sklearn's - 0.02 D.
 
-The model before the issue-9 work misses them; these tests say by how much. The last tests check
+The model before the issue-9 work missed every ARI target here (e.g. wine 0.40 against 0.85). The last tests check
 the harness itself (split, standardisation, guard, table), which must hold either way.
 """
 
@@ -27,7 +27,9 @@ sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 
 import real_data  # noqa: E402
 
-SEEDS = (0, 1, 2)
+# Ten seeds: on iris single-start ARIs are bimodal (about 0.6 or 0.9 by seed, for scikit-learn as
+# for ours), so a mean over three splits is decided by luck; over ten it measures the method.
+SEEDS = tuple(range(10))
 CASES = [(d, o) for d in ("iris", "wine", "breast_cancer") for o in real_data.orders(d)]
 
 

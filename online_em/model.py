@@ -59,10 +59,13 @@ class OnlineGaussianMixture(base.Clusterer):
         smaller values forget the early, poorly fitted statistics faster.
     warm_up
         Number of points buffered (and fitted in batch) before the streaming updates begin.
-        ``None`` (the default) scales it with the model: 10 points per free parameter of the
+        ``None`` (the default) scales it with the model: 100 points per free parameter of the
         mixture (weights, means and covariances), at least 500 and at most 20,000 points or
         2,000,000 buffered values (`online_em.init.default_warm_up`); e.g. 500 for two 1-D
-        components, 3,840 for 7 full components in 9 dimensions.
+        components, 10,900 for 2 full components in 9 dimensions. (Measured on River's Shuttle,
+        2 full components in 9 dimensions: a batch start on 1,090 points followed by the stream
+        ended at ARI 0.37 and held-out ll 3.8 nats, on 10,000 points at 0.914 and 7.12, batch EM
+        on all 39,000 at 0.915 and 7.11.)
     reg_covar
         Added to the diagonal of every covariance, so they stay positive definite.
     average_after

@@ -227,7 +227,7 @@ def _summary(model: OnlineGaussianMixture) -> dict:
     import numpy as np
 
     cov = model.covariances_
-    std = np.sqrt(model._parameters.variances())
+    std = np.sqrt(model.variances_)
     return {
         "n_components": model.n_components,
         "covariance_type": model.covariance_type,

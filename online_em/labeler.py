@@ -132,11 +132,11 @@ def _check_size(ctx: click.Context, model: OnlineGaussianMixture, options: dict)
     """Usage error for a model beyond --max-size (or with more components than warm-up points);
     the most features a first record may bring."""
     K, cov, limit = model.n_components, model.covariance_type, options["max_size"]
-    if model._features is None and model.warm_up is not None and K >= model.warm_up:
+    if not model.n_features_in_ and model.warm_up is not None and K >= model.warm_up:
         raise click.UsageError(f"-k {K} is not below --warm-up {model.warm_up}: the warm-up needs more points "
                                "than components", ctx)
     try:
-        validation.check_model_size(K, len(model._features or [0]), cov, limit)
+        validation.check_model_size(K, max(1, model.n_features_in_), cov, limit)
     except ValueError as error:
         raise click.UsageError(f"{error} (--max-size)", ctx) from None
     return validation.max_features(K, cov, limit)

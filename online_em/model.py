@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import typing
 
@@ -12,7 +13,7 @@ from . import fastpath, init, steps, validation, warmup
 from .prior import DEFAULT_COUNT
 from .stats import AVERAGE_EVERY, COLLAPSE_WEIGHT, MixtureParameters, SufficientStatistics, check_covariance_type
 
-__all__ = ["OnlineGaussianMixture"]
+__all__ = ["ModelState", "OnlineGaussianMixture"]
 
 
 # Deviations are squared in float64: beyond this magnitude their squares (and sums of them) overflow.
@@ -490,6 +491,36 @@ class OnlineGaussianMixture(base.Clusterer):
 
     # ------------------------------------------------------------------ persistence
 
+    def get_state(self) -> ModelState:
+        """Everything the model has learned (its hyper-parameters apart), as plain values and
+        arrays: what `online_em.persistence` writes. A copy: later learning leaves it unchanged."""
+        self._sync()
+        return ModelState(
+            features=None if self._features is None else list(self._features),
+            buffer=[list(row) for row in self._buffer],
+            stats=None if self._stats is None else self._stats.copy(),
+            average=None if self._average is None else self._average.copy(),
+            n_averaged=int(self._n_averaged),
+            pending_average=int(self._pending_average),
+            t=int(self._t),
+            n_reseeds=int(self._n_reseeds),
+            rng_state=self._rng.bit_generator.state,
+        )
+
+    def set_state(self, state: ModelState) -> None:
+        """Continue from `state` (from `get_state`, or checked by `online_em.persistence`); the
+        parameters are recovered from its statistics, and ValueError or LinAlgError say when
+        they cannot be."""
+        rng = np.random.default_rng()
+        rng.bit_generator.state = state.rng_state
+        params = state.stats.to_parameters(self.reg_covar) if state.stats is not None else None
+        self._features = None if state.features is None else list(state.features)
+        self._buffer = [list(row) for row in state.buffer]
+        self._stats, self._average = state.stats, state.average
+        self._n_averaged, self._pending_average = state.n_averaged, state.pending_average
+        self._t, self._n_reseeds, self._rng = state.t, state.n_reseeds, rng
+        self._params, self._reported, self._engine, self._fits = params, None, None, None
+
     def save(self, path) -> None:
         """Write the model to `path` as versioned JSON, atomically (see `online_em.persistence`)."""
         from . import persistence
@@ -548,6 +579,11 @@ class OnlineGaussianMixture(base.Clusterer):
     @property
     def weights_(self) -> np.ndarray:
         return self._parameters.weights.copy()
+
+    @property
+    def variances_(self) -> np.ndarray:
+        """Each component's variance along each feature, shape (n_components, n_features)."""
+        return self._parameters.variances()
 
     @property
     def means_(self) -> np.ndarray:
@@ -682,6 +718,23 @@ class OnlineGaussianMixture(base.Clusterer):
         """The log density of each row."""
         _, log_norm, index = self._many(X)
         return _like(log_norm, index)
+
+
+@dataclasses.dataclass
+class ModelState:
+    """What an `OnlineGaussianMixture` has learned: its features, the warm-up buffer (rows), the
+    running statistics and their Polyak average (None before they exist), the averaging
+    bookkeeping, the step counter t (points learned), re-seeds, and the generator's state."""
+
+    features: list | None
+    buffer: list
+    stats: SufficientStatistics | None
+    average: SufficientStatistics | None
+    n_averaged: int
+    pending_average: int
+    t: int
+    n_reseeds: int
+    rng_state: dict
 
 
 def _labels(params: MixtureParameters, matrix: np.ndarray) -> np.ndarray:

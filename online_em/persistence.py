@@ -52,6 +52,7 @@ import typing
 
 import numpy as np
 
+from .init import default_warm_up
 from .state_checks import check_state_numbers
 from .stats import SufficientStatistics, check_covariance_type, second_moment_shape
 from .validation import shorten
@@ -116,27 +117,23 @@ def to_dict(model: OnlineGaussianMixture) -> dict:
     ('online-em/model', 2, 3, None)
 
     """
-    model._sync()
-    params = model._get_params()
-    features = model._features
-    if features is not None:
-        for name in features:
-            _check_feature_name(name)
-        features = list(features)
-    rng_state = model._rng.bit_generator.state
+    params = model._get_params()  # River's estimator API (base.Estimator), not the model's
+    learned = model.get_state()
+    for name in learned.features or []:
+        _check_feature_name(name)
     return {
         "format": FORMAT,
         "version": VERSION,
         "params": {name: params[name] for name in _PARAMS},
-        "features": features,
-        "buffer": [[float(v) for v in row] for row in model._buffer],
-        "stats": _stats_dict(model._stats),
-        "average": _stats_dict(model._average),
-        "n_averaged": int(model._n_averaged),
-        "pending_average": int(getattr(model, "_pending_average", 0)),
-        "t": int(model._t),
-        "n_reseeds": int(model._n_reseeds),
-        "rng": rng_state,
+        "features": learned.features,
+        "buffer": [[float(v) for v in row] for row in learned.buffer],
+        "stats": _stats_dict(learned.stats),
+        "average": _stats_dict(learned.average),
+        "n_averaged": learned.n_averaged,
+        "pending_average": learned.pending_average,
+        "t": learned.t,
+        "n_reseeds": learned.n_reseeds,
+        "rng": learned.rng_state,
     }
 
 
@@ -319,7 +316,7 @@ def from_dict(state: typing.Any) -> OnlineGaussianMixture:
     online_em.persistence.StateFileError: not an online-em model file (format 'something/else')
 
     """
-    from .model import OnlineGaussianMixture
+    from .model import ModelState, OnlineGaussianMixture
 
     if not isinstance(state, dict):
         raise StateFileError(f"expected a JSON object at the top level, got {type(state).__name__}")
@@ -380,11 +377,9 @@ def from_dict(state: typing.Any) -> OnlineGaussianMixture:
             raise StateFileError("'features' is null but the model has learned points")
         if average is not None:
             raise StateFileError("'average' is set but 'stats' is null")
-        model._features = list(features) if features is not None else None  # sizes the warm-up
-        if len(buffer) != t or len(buffer) >= model.warm_up_size:
-            raise StateFileError(
-                f"'buffer': {len(buffer)} warm-up point(s) for t={t} and warm_up={model.warm_up_size}"
-            )
+        warm_up = model.warm_up if model.warm_up is not None else default_warm_up(cov_type, K, max(1, D))
+        if len(buffer) != t or len(buffer) >= warm_up:
+            raise StateFileError(f"'buffer': {len(buffer)} warm-up point(s) for t={t} and warm_up={warm_up}")
     elif buffer:
         raise StateFileError("'buffer' must be empty once the model is initialised ('stats' is set)")
     if stats is not None and features is None:
@@ -405,21 +400,16 @@ def from_dict(state: typing.Any) -> OnlineGaussianMixture:
     except (TypeError, ValueError, KeyError, OverflowError) as error:
         raise StateFileError(f"'rng': invalid generator state ({shorten(error)})") from None
 
-    model._features = list(features) if features is not None else None
-    model._buffer = buffer_array.tolist() if buffer_array is not None else []
-    model._stats = stats
-    model._average = average
-    model._n_averaged = n_averaged
-    model._pending_average = pending_average
-    model._t = t
-    model._n_reseeds = n_reseeds
-    model._rng = rng
+    learned = ModelState(
+        features=list(features) if features is not None else None,
+        buffer=buffer_array.tolist() if buffer_array is not None else [],
+        stats=stats, average=average, n_averaged=n_averaged, pending_average=pending_average,
+        t=t, n_reseeds=n_reseeds, rng_state=rng.bit_generator.state,
+    )
     try:
-        model._params = stats.to_parameters(model.reg_covar) if stats is not None else None
+        model.set_state(learned)
     except (ValueError, ArithmeticError, np.linalg.LinAlgError) as error:
         raise StateFileError(f"the statistics make no valid parameters ({error})") from None
-    model._reported = None
-    model._engine = None
     return model
 
 

@@ -170,10 +170,6 @@ class WarmUpFits:
             return single_gaussian(np.asarray(rows, dtype=np.float64), self.n_components, self.covariance_type, self.reg_covar)
         return fit.parameters
 
-    def forget(self) -> None:
-        self._cache.clear()
-        self._latest = None
-
 
 def map_parameters(stats: SufficientStatistics, prior: CovariancePrior | None, reg_covar: float) -> MixtureParameters:
     return (stats if prior is None else prior.merged_into(stats)).to_parameters(reg_covar)

@@ -55,7 +55,7 @@ def main() -> None:
     weights, means = model.weights_[order], model.means_[order, 0]
     stds = np.sqrt(model.covariances_[order, 0, 0])
     print(f"online EM   weights {np.round(weights, 3)}  means {np.round(means, 2)}  std {np.round(stds, 2)}")
-    after_warm_up = slice(model.warm_up, None)
+    after_warm_up = slice(model.warm_up_size, None)
     print(f"online labels right (after the warm-up): {agreement(labels[after_warm_up], truth[after_warm_up]):.1%}; "
           f"all points: {agreement(labels, truth):.1%}")
     online_ll = float(np.mean(model.score_many(x[:, None])))

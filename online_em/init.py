@@ -73,8 +73,12 @@ def kmeans_plusplus(X: np.ndarray, n_clusters: int, rng: np.random.Generator) ->
     remaining distance is 0 (constant data) rows are drawn uniformly, so duplicated points never
     divide by zero.
     """
-    n = len(X)
-    Z = _scaled(X)
+    return _seed_rows(_scaled(X), n_clusters, rng)
+
+
+def _seed_rows(Z: np.ndarray, n_clusters: int, rng: np.random.Generator) -> np.ndarray:
+    """`kmeans_plusplus` on rows already `_scaled`."""
+    n = len(Z)
     trials = 2 + int(np.log(n_clusters))
     chosen = [int(rng.integers(n))]
     closest = np.einsum("nd,nd->n", Z - Z[chosen[0]], Z - Z[chosen[0]])
@@ -101,8 +105,12 @@ def _nearest(Z: np.ndarray, centres: np.ndarray) -> np.ndarray:
 def kmeans(X: np.ndarray, n_clusters: int, rng: np.random.Generator, max_iter: int = 100) -> np.ndarray:
     """Labels of the rows of X by Lloyd's k-means from a k-means++ seeding, iterated until no
     label changes (at most `max_iter` times); an emptied cluster keeps its last centre."""
-    Z = _scaled(X)
-    centres = Z[kmeans_plusplus(X, n_clusters, rng)]
+    return _lloyd(_scaled(X), n_clusters, rng, max_iter)
+
+
+def _lloyd(Z: np.ndarray, n_clusters: int, rng: np.random.Generator, max_iter: int) -> np.ndarray:
+    """`kmeans` on rows already `_scaled`."""
+    centres = Z[_seed_rows(Z, n_clusters, rng)]
     labels = _nearest(Z, centres)
     for _ in range(max_iter):
         counts = np.bincount(labels, minlength=n_clusters)
@@ -187,13 +195,13 @@ def fit_buffer(
     """
     X = np.asarray(X, dtype=np.float64)
     shift = X.mean(axis=0)
+    Z = _scaled(X)  # the distances of both kinds of start, computed once
     candidates = []
     for start in range(max(1, n_init)):
         if start % 2 == 0:
-            labels = kmeans(X, n_components, rng)
+            labels = _lloyd(Z, n_components, rng, max_iter=100)
         else:
-            seeds = X[kmeans_plusplus(X, n_components, rng)]
-            labels = _nearest(_scaled_like(X, X), _scaled_like(seeds, X))
+            labels = _nearest(Z, Z[_seed_rows(Z, n_components, rng)])
         candidates.append(batch_em(X, _one_hot(labels, n_components), covariance_type, reg_covar, shift, max_iter, tol, prior))
     return max(candidates, key=lambda fit: fit.log_likelihood)
 
@@ -209,13 +217,8 @@ def refine(
     """(MAP) EM on X from the parameters of `start` (summed statistics of other points, e.g. a
     fit of fewer of the same points), about the same shift: a warm start."""
     X = np.asarray(X, dtype=np.float64)
-    params = _m_step(start, prior if start.count > 0 else None, reg_covar)
+    params = _m_step(start, prior, reg_covar)
     resp, _ = params.responsibilities(X)
     stats = SufficientStatistics.from_batch(X, resp, start.shift, start.covariance_type)
     return _iterate(X, stats, reg_covar, max_iter, tol, prior)
 
-
-def _scaled_like(points: np.ndarray, X: np.ndarray) -> np.ndarray:
-    centred = points - X.mean(axis=0)
-    scale = float(np.abs(X - X.mean(axis=0)).max()) or 1.0
-    return centred / scale

@@ -115,14 +115,12 @@ class WarmUpFits:
         candidates = []
         if labelling and before is not None:
             candidates.append(refine(X, before.statistics, self.reg_covar, self.max_iter, prior=prior))
-        if not labelling or before is None or n >= 2 * self._last_fresh(previous):
+        fresh = not labelling or before is None or n >= 2 * before.fresh_at
+        if fresh:
             candidates.append(fit_buffer(
                 X, self.n_components, self.covariance_type, self.reg_covar, rng,
                 n_init=self.n_init if not labelling else 1, max_iter=self.max_iter, prior=prior,
             ))
-            fresh = True
-        else:
-            fresh = False
         fit = max(candidates, key=lambda f: f.log_likelihood)
         stats = fit.statistics
         params = map_parameters(stats, prior, self.reg_covar)
@@ -130,10 +128,7 @@ class WarmUpFits:
             order = match_components(before.parameters.means, params.means, X)
             stats = permuted(stats, order)
             params = map_parameters(stats, prior, self.reg_covar)
-        return _Fit(stats, params, prior, n if fresh else (before.fresh_at if before else n))
-
-    def _last_fresh(self, checkpoint: int) -> int:
-        return self._cache[checkpoint].fresh_at
+        return _Fit(stats, params, prior, n if fresh else before.fresh_at)
 
     def _chain(self, rows, n: int) -> int:
         """Fit every labelling checkpoint up to n rows, in order; the last one's size."""

@@ -16,7 +16,7 @@ factorisations (see FIRST_ORDER_LIMIT).
 >>> from online_em.stats import SufficientStatistics
 >>> stats = SufficientStatistics("diag", np.zeros(1), np.array([0.5, 0.5]),
 ...     np.array([[0.0], [5.0]]), np.array([[1.0], [51.0]]), 1.0)
->>> engine = make_engine(stats, None, 0, 0, t=100, alpha=0.6, reg_covar=1e-6, average_after=None)
+>>> engine = make_engine(stats, None, None, 0, 0, t=100, alpha=0.6, reg_covar=1e-6, average_after=None)
 >>> type(engine).__name__
 'PairEngine'
 >>> engine.learn_predict([0.1]), engine.predict([9.0])
@@ -30,6 +30,7 @@ import math
 
 import numpy as np
 
+from .steps import component_step
 from .stats import (
     _TINY_MASS,
     AVERAGE_EVERY,
@@ -62,7 +63,7 @@ def supports(covariance_type: str, n_features: int) -> bool:
     return covariance_type == "full" and n_features <= MAX_FULL_FEATURES
 
 
-def make_engine(stats, average, n_averaged, pending, t, alpha, reg_covar, average_after):
+def make_engine(stats, average, average_weights, n_averaged, pending, t, alpha, reg_covar, average_after):
     """The engine for the model's structure, holding a copy of its state."""
     if stats.n_features == 1:
         engine_class = PairEngine if stats.n_components == 2 else ScalarEngine
@@ -70,22 +71,24 @@ def make_engine(stats, average, n_averaged, pending, t, alpha, reg_covar, averag
         engine_class = FullEngine
     else:
         engine_class = DiagonalEngine
-    return engine_class(stats, average, n_averaged, pending, t, alpha, reg_covar, average_after)
+    return engine_class(stats, average, average_weights, n_averaged, pending, t, alpha, reg_covar, average_after)
 
 
 class _Engine:
     """What both engines share: the state they take from the model and give back, and averaging."""
 
     __slots__ = (
-        "covariance_type", "shift", "s0", "s1", "s2", "avg", "n_averaged", "pending", "t",
+        "covariance_type", "shift", "s0", "s1", "s2", "count", "avg", "avg_weights", "n_averaged", "pending", "t",
         "alpha", "reg_covar", "average_after", "iterate", "reported",
     )
 
-    def __init__(self, stats, average, n_averaged, pending, t, alpha, reg_covar, average_after):
+    def __init__(self, stats, average, average_weights, n_averaged, pending, t, alpha, reg_covar, average_after):
         self.covariance_type = stats.covariance_type
         self.shift = stats.shift.tolist()
         self.s0, self.s1, self.s2 = self._lists(stats)
+        self.count = float(stats.count)  # the mass the running statistics average over
         self.avg = None if average is None else list(self._lists(average))
+        self.avg_weights = None if average_weights is None else list(average_weights)
         self.n_averaged = n_averaged
         self.pending = pending
         self.t = t
@@ -93,7 +96,7 @@ class _Engine:
         self.reg_covar = reg_covar
         self.average_after = average_after
         self.iterate = self._parameters(self.s0, self.s1, self.s2)
-        self.reported = None if self.avg is None else self._reported_parameters(*self.avg)
+        self.reported = None if self.avg is None else self._reported()
 
     def _lists(self, stats):
         raise NotImplementedError
@@ -109,10 +112,20 @@ class _Engine:
         """The parameters of the Polyak average (only ever used for labels and densities)."""
         return self._parameters(s0, s1, s2)
 
+    def _reported(self):
+        """The reported parameters: the Polyak average's moments, with the iterate's weights
+        (exact shares of all points: nothing to average), as the model reports them."""
+        components, total = self._reported_parameters(*self.avg)
+        log = math.log
+        shifts = [log(w) - log(b + _TINY_MASS) if w > 0.0 else -math.inf for w, b in zip(self.avg_weights, self.avg[0])]
+        return [(c + shift, *rest) for (c, *rest), shift in zip(components, shifts)], 1.0 + len(shifts) * _TINY_MASS
+
     def export(self):
-        """The state as arrays: (iterate, average, number averaged, pending, step counter)."""
+        """The state as arrays: (iterate, average, the average's weights, number averaged,
+        pending, step counter)."""
         average = None if self.avg is None else self._arrays(*self.avg)
-        return self._arrays(self.s0, self.s1, self.s2), average, self.n_averaged, self.pending, self.t
+        weights = None if self.avg_weights is None else np.array(self.avg_weights)
+        return self._arrays(self.s0, self.s1, self.s2), average, weights, self.n_averaged, self.pending, self.t
 
     def _average(self) -> None:
         """Polyak averaging of the statistics, every AVERAGE_EVERY points (as the numpy path)."""
@@ -129,7 +142,9 @@ class _Engine:
             share = self.pending / self.n_averaged
             self.pending = 0
             self._blend_average(share)
-        self.reported = self._reported_parameters(*self.avg)
+        total = sum(self.s0)
+        self.avg_weights = [a / total for a in self.s0]
+        self.reported = self._reported()
 
     @staticmethod
     def _copy(values):
@@ -154,7 +169,7 @@ class ScalarEngine(_Engine):
             np.array(s0),
             np.array(s1).reshape(K, 1),
             np.array(s2).reshape(shape),
-            1.0,
+            self.count,
         )
 
     def _parameters(self, s0, s1, s2):
@@ -172,10 +187,17 @@ class ScalarEngine(_Engine):
             var = (var if var > 0.0 else 0.0) + reg
             if var < _TINY:
                 var = _TINY
-            constants.append(log(mass) - 0.5 * log(var) - _HALF_LOG_2PI)
+            constants.append((log(mass) if m0 > 0.0 else -math.inf) - 0.5 * log(var) - _HALF_LOG_2PI)
             means.append(mean)
             half_precisions.append(0.5 / var)
         return constants, means, half_precisions, total
+
+    def _reported(self):
+        constants, means, half_precisions, _ = self._reported_parameters(*self.avg)
+        log = math.log
+        constants = [c + log(w) - log(b + _TINY_MASS) if w > 0.0 else -math.inf
+                     for c, w, b in zip(constants, self.avg_weights, self.avg[0])]
+        return constants, means, half_precisions, 1.0 + len(constants) * _TINY_MASS
 
     def weighted_log_probs(self, row):
         constants, means, half_precisions, total = self.reported or self.iterate
@@ -207,10 +229,11 @@ class ScalarEngine(_Engine):
             label = guess.index(max(guess))
         exp, log = math.exp, math.log
         weights = [exp(v - top) for v in wlp]
-        t = self.t = self.t + 1
-        step = t**-self.alpha
-        keep = 1.0 - step
-        scale = step / sum(weights)
+        self.t += 1
+        before = self.count
+        count = self.count = before + 1.0
+        norm = 1.0 / sum(weights)
+        alpha = self.alpha
         s0, s1, s2 = self.s0, self.s1, self.s2
         sq = xc * xc
         reg = self.reg_covar
@@ -220,11 +243,16 @@ class ScalarEngine(_Engine):
         total = 0.0
         lightest = math.inf
         for k, weight in enumerate(weights):
-            take = scale * weight
-            a = s0[k] = s0[k] * keep + take
+            r = weight * norm
+            a_old = s0[k]
+            mass = a_old * before
+            eta = component_step(mass, r, alpha)
+            a = s0[k] = (mass + r) / count
+            keep = (1.0 - eta) * a / a_old if a_old > 0.0 else 0.0
+            take = eta * a
             b = s1[k] = s1[k] * keep + take * xc
             c = s2[k] = s2[k] * keep + take * sq
-            if a < lightest:
+            if 0.0 < a < lightest:
                 lightest = a
             mass = a + _TINY_MASS
             total += mass
@@ -233,11 +261,11 @@ class ScalarEngine(_Engine):
             var = (var if var > 0.0 else 0.0) + reg
             if var < _TINY:
                 var = _TINY
-            constants.append(log(mass) - 0.5 * log(var) - _HALF_LOG_2PI)
+            constants.append((log(mass) if a > 0.0 else -math.inf) - 0.5 * log(var) - _HALF_LOG_2PI)
             means.append(mean)
             half_precisions.append(0.5 / var)
         self.iterate = (constants, means, half_precisions, total)
-        if self.average_after is not None and t >= self.average_after:
+        if self.average_after is not None and self.t >= self.average_after:
             if self.avg is not None and self.pending < AVERAGE_EVERY - 1:
                 self.pending += 1  # what _average would do, without the call
             else:
@@ -283,14 +311,20 @@ class PairEngine(ScalarEngine):
         else:
             e0, e1 = exp(w0 - w1), 1.0
         t = self.t = self.t + 1
-        step = t**-self.alpha
-        keep = 1.0 - step
-        scale = step / (e0 + e1)
+        before = self.count
+        count = self.count = before + 1.0
+        alpha = self.alpha
+        norm = 1.0 / (e0 + e1)
         s0, s1, s2 = self.s0, self.s1, self.s2
         sq = xc * xc
         reg = self.reg_covar
-        take = scale * e0
-        a0 = s0[0] = s0[0] * keep + take
+        r = e0 * norm
+        a_old = s0[0]
+        mass = a_old * before
+        eta = component_step(mass, r, alpha)
+        a0 = s0[0] = (mass + r) / count
+        keep = (1.0 - eta) * a0 / a_old if a_old > 0.0 else 0.0
+        take = eta * a0
         b = s1[0] = s1[0] * keep + take * xc
         c = s2[0] = s2[0] * keep + take * sq
         mass0 = a0 + _TINY_MASS
@@ -299,8 +333,13 @@ class PairEngine(ScalarEngine):
         var0 = (var if var > 0.0 else 0.0) + reg
         if var0 < _TINY:
             var0 = _TINY
-        take = scale * e1
-        a1 = s0[1] = s0[1] * keep + take
+        r = e1 * norm
+        a_old = s0[1]
+        mass = a_old * before
+        eta = component_step(mass, r, alpha)
+        a1 = s0[1] = (mass + r) / count
+        keep = (1.0 - eta) * a1 / a_old if a_old > 0.0 else 0.0
+        take = eta * a1
         b = s1[1] = s1[1] * keep + take * xc
         c = s2[1] = s2[1] * keep + take * sq
         mass1 = a1 + _TINY_MASS
@@ -311,7 +350,8 @@ class PairEngine(ScalarEngine):
             var1 = _TINY
         total = mass0 + mass1
         self.iterate = (
-            [log(mass0) - 0.5 * log(var0) - _HALF_LOG_2PI, log(mass1) - 0.5 * log(var1) - _HALF_LOG_2PI],
+            [(log(mass0) if a0 > 0.0 else -math.inf) - 0.5 * log(var0) - _HALF_LOG_2PI,
+             (log(mass1) if a1 > 0.0 else -math.inf) - 0.5 * log(var1) - _HALF_LOG_2PI],
             [mean0, mean1],
             [0.5 / var0, 0.5 / var1],
             total,
@@ -321,7 +361,8 @@ class PairEngine(ScalarEngine):
                 self.pending += 1
             else:
                 self._average()
-        return label if (a0 if a0 < a1 else a1) >= COLLAPSE_WEIGHT * total else -1 - label
+        lightest = a0 if 0.0 < a0 < a1 or a1 <= 0.0 else a1
+        return label if not 0.0 < lightest < COLLAPSE_WEIGHT * total else -1 - label
 
 
 
@@ -445,10 +486,11 @@ def _learn_source(D: int, iterate_form, reported_form, update: list[str], produc
         "    else:",
         *_indent(_argmax(reported_form, "reported[0]"), 2),
         "    t = self.t = self.t + 1",
-        "    step = t ** -self.alpha",
-        "    keep = 1.0 - step",
+        "    before = self.count",
+        "    count = self.count = before + 1.0",
+        "    alpha = self.alpha",
         "    weights = [exp(v - top) for v in wlp]",
-        "    scale = step / sum(weights)",
+        "    norm = 1.0 / sum(weights)",
         *_indent(products),
         "    s0, s1, s2 = self.s0, self.s1, self.s2",
         "    reg = self.reg_covar",
@@ -457,7 +499,13 @@ def _learn_source(D: int, iterate_form, reported_form, update: list[str], produc
         "    lightest = inf",
         "    total = 0.0",
         "    for k, weight in enumerate(weights):",
-        "        take = scale * weight",
+        "        r = weight * norm",
+        "        a_old = s0[k]",
+        "        mass = a_old * before",
+        "        eta = component_step(mass, r, alpha)",
+        "        a = s0[k] = (mass + r) / count",
+        "        keep = (1.0 - eta) * a / a_old if a_old > 0.0 else 0.0",
+        "        take = eta * a",
         *_indent(update, 2),
         "        updated.append(component)",
         "    self.iterate = (updated, total)",
@@ -482,7 +530,7 @@ def _blend_lines(D: int, n_second: int) -> list[str]:
         f"{second}, = s2[k]",
         *[f"e{i} = e{i} * keep + take * q{i}" for i in range(n_second)],
         f"s2[k] = [{second}]",
-        "if a < lightest:",
+        "if 0.0 < a < lightest:",
         "    lightest = a",
     ]
 
@@ -496,6 +544,7 @@ _NAMESPACE = {
     "_TINY_MASS": _TINY_MASS,
     "AVERAGE_EVERY": AVERAGE_EVERY,
     "COLLAPSE_WEIGHT": COLLAPSE_WEIGHT,
+    "component_step": component_step,
     "FLOOR": RELATIVE_COVARIANCE_FLOOR,
     "FIRST_ORDER_LIMIT": FIRST_ORDER_LIMIT,
     "SCALE_LIMIT": SCALE_LIMIT,
@@ -580,7 +629,7 @@ class DiagonalEngine(_MultiEngine):
     __slots__ = ()
 
     @classmethod
-    def _shape(cls, stats, average, n_averaged, pending, t, alpha, reg_covar, average_after):
+    def _shape(cls, stats, average, average_weights, n_averaged, pending, t, alpha, reg_covar, average_after):
         # The variance floor at the smallest normal float matters only when reg_covar is below it.
         return (stats.n_features, stats.covariance_type == "spherical", reg_covar < _TINY)
 
@@ -593,7 +642,7 @@ class DiagonalEngine(_MultiEngine):
         if self.covariance_type == "spherical":
             s2 = s2[:, 0]
         return SufficientStatistics(
-            self.covariance_type, np.array(self.shift), np.array(s0), np.array(s1), s2, 1.0
+            self.covariance_type, np.array(self.shift), np.array(s0), np.array(s1), s2, self.count
         )
 
     @classmethod
@@ -605,7 +654,7 @@ class DiagonalEngine(_MultiEngine):
             products = ["q0 = " + " + ".join(f"x{i} * x{i}" for i in range(D))]
         else:
             products = [f"q{i} = x{i} * x{i}" for i in range(D)]
-        update = ["a = s0[k] = s0[k] * keep + take", *_blend_lines(D, n_second), *derive, "total += mass"]
+        update = [*_blend_lines(D, n_second), *derive, "total += mass"]
         parameters = [
             "def _parameters(self, s0, s1, s2):",
             "    reg = self.reg_covar",
@@ -650,7 +699,7 @@ def _diagonal_component(D: int, spherical: bool, floor: bool) -> list[str]:
             "v = (e0 / mass - (" + " + ".join(f"m{i} * m{i}" for i in range(D)) + f")) / {D}",
             "v = (v if v > 0.0 else 0.0) + reg",
             *(["v = v if v >= _TINY else _TINY"] if floor else []),
-            f"component = (log(mass) - {0.5 * D!r} * log(v) - {constant}, {means}, 0.5 / v)",
+            f"component = ((log(mass) if a > 0.0 else -inf) - {0.5 * D!r} * log(v) - {constant}, {means}, 0.5 / v)",
         ]
         return lines
     lines += [f"v{i} = e{i} / mass - m{i} * m{i}" for i in range(D)]
@@ -662,7 +711,7 @@ def _diagonal_component(D: int, spherical: bool, floor: bool) -> list[str]:
         "product = " + " * ".join(f"v{i}" for i in range(D)),
         "log_det = log(product) if _TINY <= product < inf else "
         + " + ".join(f"log(v{i})" for i in range(D)),
-        f"component = (log(mass) - 0.5 * log_det - {constant}, {means}, "
+        f"component = ((log(mass) if a > 0.0 else -inf) - 0.5 * log_det - {constant}, {means}, "
         + ", ".join(f"0.5 / v{i}" for i in range(D))
         + ")",
     ]
@@ -697,7 +746,7 @@ class FullEngine(_MultiEngine):
         full[:, rows, cols] = lower
         full[:, cols, rows] = lower
         return SufficientStatistics(
-            self.covariance_type, np.array(self.shift), np.array(s0), np.array(s1), full, 1.0
+            self.covariance_type, np.array(self.shift), np.array(s0), np.array(s1), full, self.count
         )
 
     def _factors(self, a, first, second):
@@ -732,7 +781,8 @@ class FullEngine(_MultiEngine):
         )
 
     def _constant(self, a, log_det) -> float:
-        return math.log(a + _TINY_MASS) - 0.5 * log_det - len(self.shift) * _HALF_LOG_2PI
+        log_mass = math.log(a + _TINY_MASS) if a > 0.0 else -math.inf
+        return log_mass - 0.5 * log_det - len(self.shift) * _HALF_LOG_2PI
 
     def _refresh(self, k: int, a, first, second):
         """Component k of the iterate, exactly, its tracking reset."""
@@ -784,8 +834,6 @@ class FullEngine(_MultiEngine):
         pairs = [(i, j) for i in range(D) for j in range(i + 1)]
         constant = repr(D * _HALF_LOG_2PI)
         update = [
-            "a_old = s0[k]",
-            "a = s0[k] = a_old * keep + take",
             *_blend_lines(D, T),
             "mass = a + _TINY_MASS",
             "total += mass",
@@ -812,7 +860,7 @@ class FullEngine(_MultiEngine):
             "    precision_trace = g * trace",
             "    if abs(eps) * precision_trace < FIRST_ORDER_LIMIT and g < SCALE_LIMIT:",
             (
-                f"        component = (log(mass) - 0.5 * (log_det + eps * precision_trace) - {constant}, "
+                f"        component = ((log(mass) if a > 0.0 else -inf) - 0.5 * (log_det + eps * precision_trace) - {constant}, "
                 f"{means}, {_names('p', T)}, g, eps * g * g)"
             ),
             "        track[k] = [log_det, trace, eps, r, drift]",

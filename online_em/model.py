@@ -174,6 +174,7 @@ class OnlineGaussianMixture(base.Clusterer):
         self._buffer: list[list[float]] = []
         self._stats: SufficientStatistics | None = None  # the iterate (running averages)
         self._average: SufficientStatistics | None = None  # Polyak average of the iterates
+        self._average_weights: np.ndarray | None = None  # the iterate's weights when it last took them in
         self._n_averaged = 0
         self._pending_average = 0  # points learned since the average last took in the iterate
         self._t = 0
@@ -309,7 +310,7 @@ class OnlineGaussianMixture(base.Clusterer):
         if self._stats is None or not fastpath.supports(self.covariance_type, len(self._features)):
             return None
         self._engine = fastpath.make_engine(
-            self._stats, self._average, self._n_averaged, self._pending_average, self._t,
+            self._stats, self._average, self._average_weights, self._n_averaged, self._pending_average, self._t,
             self.alpha, self.reg_covar, self.average_after,
         )
         return self._engine
@@ -318,7 +319,8 @@ class OnlineGaussianMixture(base.Clusterer):
         """Take the live state back from the plain-Python engine, as arrays."""
         if self._engine is None:
             return
-        (self._stats, self._average, self._n_averaged, self._pending_average, self._t) = self._engine.export()
+        (self._stats, self._average, self._average_weights, self._n_averaged, self._pending_average,
+         self._t) = self._engine.export()
         self._engine = None
         self._params = self._stats.to_parameters(self.reg_covar)
         self._reported = None
@@ -401,7 +403,7 @@ class OnlineGaussianMixture(base.Clusterer):
         m = int(round(batch.count))
         if m < 1:
             return
-        self._stats.blend(batch, steps.batch_step(self._t, m, self.alpha))
+        self._stats.learn(batch, self.alpha)
         self._t += m
         self._params = self._stats.to_parameters(self.reg_covar)
         if self._average is None:
@@ -428,6 +430,7 @@ class OnlineGaussianMixture(base.Clusterer):
             average.s0 += share * (stats.s0 - average.s0)
             average.s1 += share * (stats.s1 - average.s1)
             average.s2 += share * (stats.s2 - average.s2)
+        self._average_weights = self._stats.s0 / self._stats.s0.sum()
         self._reported = None
 
     def _repair(self, X: np.ndarray | None = None) -> None:
@@ -454,6 +457,8 @@ class OnlineGaussianMixture(base.Clusterer):
             ]
         for k, point in zip(dead, points):
             self._reseed(int(k), point, params)
+        if self._average is not None:
+            self._average_weights = self._stats.s0 / self._stats.s0.sum()
         self._params = self._stats.to_parameters(self.reg_covar)
         self._reported = None
 
@@ -500,6 +505,7 @@ class OnlineGaussianMixture(base.Clusterer):
             buffer=[list(row) for row in self._buffer],
             stats=None if self._stats is None else self._stats.copy(),
             average=None if self._average is None else self._average.copy(),
+            average_weights=None if self._average_weights is None else self._average_weights.copy(),
             n_averaged=int(self._n_averaged),
             pending_average=int(self._pending_average),
             t=int(self._t),
@@ -516,7 +522,7 @@ class OnlineGaussianMixture(base.Clusterer):
         params = state.stats.to_parameters(self.reg_covar) if state.stats is not None else None
         self._features = None if state.features is None else list(state.features)
         self._buffer = [list(row) for row in state.buffer]
-        self._stats, self._average = state.stats, state.average
+        self._stats, self._average, self._average_weights = state.stats, state.average, state.average_weights
         self._n_averaged, self._pending_average = state.n_averaged, state.pending_average
         self._t, self._n_reseeds, self._rng = state.t, state.n_reseeds, rng
         self._params, self._reported, self._engine, self._fits = params, None, None, None
@@ -547,7 +553,9 @@ class OnlineGaussianMixture(base.Clusterer):
                     else self._nothing_learned(self.n_features_in_)
                 )
             elif self._average is not None:
-                self._reported = self._average.to_parameters(self.reg_covar)
+                # The weights are the iterate's: exact shares of all points, nothing to average.
+                self._reported = dataclasses.replace(
+                    self._average.to_parameters(self.reg_covar), weights=self._average_weights)
             else:
                 self._reported = self._params
         return self._reported
@@ -728,6 +736,7 @@ class ModelState:
     buffer: list
     stats: SufficientStatistics | None
     average: SufficientStatistics | None
+    average_weights: np.ndarray | None
     n_averaged: int
     pending_average: int
     t: int

@@ -1,6 +1,6 @@
 """Saving and loading `OnlineGaussianMixture` models as versioned JSON.
 
-A model file is one JSON object (UTF-8), ``"format": "online-em/model"``, ``"version": 2`` (version 1 files, from before the covariance prior, still load):
+A model file is one JSON object (UTF-8), ``"format": "online-em/model"``, ``"version": 3`` (version 1 and 2 files still load):
 
 ``params``
     The hyper-parameters (``n_components``, ``covariance_type``, ``alpha``, ``warm_up``,
@@ -15,6 +15,9 @@ A model file is one JSON object (UTF-8), ``"format": "online-em/model"``, ``"ver
     The running sufficient statistics and their Polyak average, ``null`` when absent; each an
     object ``{"covariance_type", "shift", "s0", "s1", "s2", "count"}`` of nested lists
     (see `online_em.stats.SufficientStatistics` for the shapes).
+``average_weights``
+    The weights reported with the average (the iterate's when the average last took it in),
+    ``null`` without an average.
 ``n_averaged``, ``pending_average``, ``t``, ``n_reseeds``
     How many points the average covers, how many learned points it has yet to take in (optional,
     0 when absent), the step counter (points learned) and the number of re-seeded components.
@@ -65,9 +68,11 @@ __all__ = [
 ]
 
 FORMAT = "online-em/model"
-VERSION = 2
-# Version 1 files (before the covariance prior) load as models without a prior.
-_READABLE = {1: {"covariance_prior": 0.0}, 2: {}}
+VERSION = 3
+# Version 1 files (before the covariance prior) load as models without a prior; version 1 and 2
+# files (before the weights were exact shares of all points) take the average's own weights and
+# count their points as the statistics' mass.
+_READABLE = {1: {"covariance_prior": 0.0}, 2: {}, 3: {}}
 
 _PARAMS = (
     "n_components", "covariance_type", "alpha", "warm_up", "reg_covar",
@@ -114,7 +119,7 @@ def to_dict(model: OnlineGaussianMixture) -> dict:
     >>> from online_em import OnlineGaussianMixture
     >>> state = to_dict(OnlineGaussianMixture(n_components=3, seed=1))
     >>> state["format"], state["version"], state["params"]["n_components"], state["stats"]
-    ('online-em/model', 2, 3, None)
+    ('online-em/model', 3, 3, None)
 
     """
     params = model._get_params()  # River's estimator API (base.Estimator), not the model's
@@ -129,6 +134,7 @@ def to_dict(model: OnlineGaussianMixture) -> dict:
         "buffer": [[float(v) for v in row] for row in learned.buffer],
         "stats": _stats_dict(learned.stats),
         "average": _stats_dict(learned.average),
+        "average_weights": None if learned.average_weights is None else learned.average_weights.tolist(),
         "n_averaged": learned.n_averaged,
         "pending_average": learned.pending_average,
         "t": learned.t,
@@ -330,7 +336,7 @@ def from_dict(state: typing.Any) -> OnlineGaussianMixture:
     missing = sorted(expected - set(state))
     if missing:
         raise StateFileError(f"missing field(s) {', '.join(map(repr, missing))}")
-    unknown = sorted(set(state) - expected - {"pending_average"})
+    unknown = sorted(set(state) - expected - {"pending_average", "average_weights"})
     if unknown:
         raise StateFileError(f"unknown field(s) {', '.join(map(repr, unknown))}")
 
@@ -385,6 +391,21 @@ def from_dict(state: typing.Any) -> OnlineGaussianMixture:
     if stats is not None and features is None:
         raise StateFileError("'stats' is set but 'features' is null")
 
+    average_weights = None
+    if version < 3:
+        if stats is not None:
+            stats.count = float(t)  # the statistics average over the points learned
+        if average is not None:
+            average_weights = average.s0 / average.s0.sum()
+    elif state.get("average_weights") is not None:
+        if average is None:
+            raise StateFileError("'average_weights' is set but 'average' is null")
+        average_weights = _array(state["average_weights"], (K,), "average_weights")
+        if (average_weights < 0).any() or not abs(average_weights.sum() - 1.0) < 1e-9:
+            raise StateFileError("'average_weights': expected non-negative weights that sum to 1")
+    elif average is not None:
+        raise StateFileError("'average' is set but 'average_weights' is null")
+
     try:
         check_state_numbers(stats=stats, average=average, t=t, buffer=buffer_array)
     except ValueError as error:
@@ -403,7 +424,8 @@ def from_dict(state: typing.Any) -> OnlineGaussianMixture:
     learned = ModelState(
         features=list(features) if features is not None else None,
         buffer=buffer_array.tolist() if buffer_array is not None else [],
-        stats=stats, average=average, n_averaged=n_averaged, pending_average=pending_average,
+        stats=stats, average=average, average_weights=average_weights, n_averaged=n_averaged,
+        pending_average=pending_average,
         t=t, n_reseeds=n_reseeds, rng_state=rng.bit_generator.state,
     )
     try:

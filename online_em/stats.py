@@ -32,6 +32,8 @@ import math
 
 import numpy as np
 
+from . import steps
+
 __all__ = ["COVARIANCE_TYPES", "SufficientStatistics", "MixtureParameters"]
 
 COVARIANCE_TYPES = ("full", "diag", "spherical", "tied")
@@ -159,7 +161,8 @@ class SufficientStatistics:
     s2
         Second moments about the shift, shape given by `second_moment_shape`.
     count
-        How many points the statistics summarise (sums), or 1.0 for running averages.
+        How many points the statistics summarise: the total mass of sums; running averages
+        (whose masses sum to one) keep it too, as the clock of `learn`.
 
     """
 
@@ -272,23 +275,65 @@ class SufficientStatistics:
     __add__ = merge
 
     def average(self) -> SufficientStatistics:
-        """Statistics per point (sums divided by the count)."""
+        """Statistics per point (sums divided by the count), which keep their count: the
+        running statistics `learn` updates."""
         n = self.count if self.count > 0 else 1.0
         return SufficientStatistics(
-            self.covariance_type, self.shift.copy(), self.s0 / n, self.s1 / n, self.s2 / n, 1.0
+            self.covariance_type, self.shift.copy(), self.s0 / n, self.s1 / n, self.s2 / n, self.count
         )
 
-    def blend(self, batch: SufficientStatistics, step: float) -> None:
-        """In place: ``s <- (1 - step) * s + step * average(batch)``, the online-EM update."""
+    def learn(self, batch: SufficientStatistics, alpha: float) -> None:
+        """In place: take in the summed statistics `batch` of `batch.count` points, the online-EM
+        update of running statistics (averages over their `count` points).
+
+        The masses stay exact running averages, so the weights are each component's share of all
+        the points seen. Each component's moments move toward the batch's on its own clock: by
+        `steps.component_steps` of its mass and of the mass the batch gives it, so a component
+        that takes in nothing keeps its moments however long the stream, and one born late
+        learns as fast as one of its mass born early. (Tied covariances: the shared scatter is
+        on the clock of all the points.)
+
+        >>> import numpy as np
+        >>> shift = np.zeros(1)
+        >>> running = SufficientStatistics("diag", shift, np.array([0.5, 0.5]),
+        ...     np.array([[0.0], [5.0]]), np.array([[1.0], [51.0]]), count=100.0)
+        >>> batch = SufficientStatistics.from_batch(np.array([[1.0], [2.0]]), np.array([[1.0, 0.0], [1.0, 0.0]]), shift, "diag")
+        >>> running.learn(batch, alpha=1.0)
+        >>> running.count, running.s0.round(4).tolist(), (running.s1[:, 0] / running.s0).round(4).tolist()
+        (102.0, [0.5098, 0.4902], [0.0577, 10.0])
+
+        """
         self._check_compatible(batch)
-        n = batch.count if batch.count > 0 else 1.0
-        keep, take = 1.0 - step, step / n
-        self.s0 *= keep
-        self.s0 += take * batch.s0
-        self.s1 *= keep
-        self.s1 += take * batch.s1
-        self.s2 *= keep
-        self.s2 += take * batch.s2
+        m = batch.count
+        if m <= 0:
+            return
+        total = self.count
+        mass, taken = self.s0 * total, batch.s0
+        eta = steps.component_steps(mass, taken, alpha)
+        s0 = (mass + taken) / (total + m)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            keep = np.where(self.s0 > 0.0, (1.0 - eta) * s0 / self.s0, 0.0)
+            take = np.where(taken > 0.0, eta * s0 / taken, 0.0)
+        if self.covariance_type == "tied":
+            # The shared within-component scatter: each component's share of it blended with
+            # its step (the batch's pooled scatter standing for the component's), plus what the
+            # move of each mean adds; exact for alpha = 1, as pooling scatters is.
+            kept, learned = (s0 * (1.0 - eta)).sum(), (s0 * eta).sum()
+            within = kept * _within_scatter(self.s0, self.s1, self.s2)
+            within += (learned / m) * _within_scatter(batch.s0, batch.s1, batch.s2)
+            moved = (taken > 0.0) & (self.s0 > 0.0)
+            gap = batch.s1[moved] / taken[moved, None] - self.s1[moved] / self.s0[moved, None]
+            within += (gap.T * (s0 * eta * (1.0 - eta))[moved]) @ gap
+        self.s1 *= keep[:, None]
+        self.s1 += take[:, None] * batch.s1
+        self.s0 = s0
+        self.count = total + m
+        if self.covariance_type == "tied":
+            self.s2 = _within_scatter(s0, self.s1, within, sign=1.0)
+        else:
+            shape = (-1,) + (1,) * (self.s2.ndim - 1)
+            self.s2 *= keep.reshape(shape)
+            self.s2 += take.reshape(shape) * batch.s2
 
     def to_parameters(self, reg_covar: float) -> MixtureParameters:
         """Recover weights, means and covariances (plus `reg_covar`), and precision factors.
@@ -302,7 +347,7 @@ class SufficientStatistics:
             return _small_diagonal_parameters(self, reg_covar)
         s0 = self.s0 + _TINY_MASS
         total = s0.sum()
-        weights = s0 / total
+        weights = np.where(self.s0 > 0.0, s0 / total, 0.0)  # an inactive component (no mass) weighs 0
         inverse_mass = (1.0 / s0)[:, None]
         centred_means = self.s1 * inverse_mass
         D = self.n_features
@@ -329,6 +374,15 @@ class SufficientStatistics:
         return MixtureParameters.from_covariances(
             self.covariance_type, weights, centred_means, cov, self.shift, reg_covar, _owned=True
         )
+
+
+def _within_scatter(s0: np.ndarray, s1: np.ndarray, s2: np.ndarray, sign: float = -1.0) -> np.ndarray:
+    """Tied statistics: the total second moment s2 (D, D) less (or with `sign` +1, plus) the
+    part the component means explain, sum_k s1_k s1_k^T / s0_k over components with mass."""
+    live = s0 > 0.0
+    means = s1[live] / s0[live, None]
+    within = s2 + sign * (means.T * s0[live]) @ means
+    return 0.5 * (within + within.T)
 
 
 def _full_parameters(
@@ -383,7 +437,8 @@ def _natural_full(
     whitened = np.matmul(inverse, centred_means[:, :, None])  # W m, so that m'Pm = |W m|^2
     rows, cols, factor = _triangle(D)
     eta = np.empty((K, 1 + D + len(rows)))
-    eta[:, 0] = np.log(weights) + log_det - 0.5 * D * _LOG_2PI - 0.5 * (whitened * whitened).sum(axis=(1, 2))
+    with np.errstate(divide="ignore"):  # an inactive component (weight 0): -inf
+        eta[:, 0] = np.log(weights) + log_det - 0.5 * D * _LOG_2PI - 0.5 * (whitened * whitened).sum(axis=(1, 2))
     np.matmul(centred_means[:, None, :], precision, out=eta[:, None, 1 : 1 + D])  # (P m)' = m'P
     np.multiply(precision[:, rows, cols], factor, out=eta[:, 1 + D :])
     return eta, _diagonal(precision).max()
@@ -398,7 +453,8 @@ def _natural_diagonal(
     eta = np.empty((K, 1 + D + second))
     pm = np.multiply(precisions, centred_means, out=eta[:, 1 : 1 + D])
     np.multiply(precisions[:, :second], -0.5, out=eta[:, 1 + D :])
-    eta[:, 0] = np.log(weights) + log_det - 0.5 * D * _LOG_2PI - 0.5 * (pm * centred_means).sum(axis=1)
+    with np.errstate(divide="ignore"):  # an inactive component (weight 0): -inf
+        eta[:, 0] = np.log(weights) + log_det - 0.5 * D * _LOG_2PI - 0.5 * (pm * centred_means).sum(axis=1)
     return eta, precisions.max()
 
 
@@ -406,8 +462,10 @@ def _precise_enough(eta: np.ndarray, largest_precision: float, spread: float) ->
     """eta, or None where the expanded form would lose precision or is not finite: the terms
     that cancel near each mean are at most |m|'|P||m| <= |m|_1^2 max|P| (`spread` is the largest
     |m|_1), and a sum that is not finite flags any entry that is not."""
-    if spread * spread * largest_precision <= EXPANSION_MAX_SCALE and math.isfinite(eta.sum()):
-        return eta
+    if spread * spread * largest_precision <= EXPANSION_MAX_SCALE and math.isfinite(eta[:, 1:].sum()):
+        constants = eta[:, 0]  # -inf for an inactive component (weight 0): its log density is -inf
+        if not (np.isnan(constants).any() or (constants == math.inf).any()):
+            return eta
     return None
 
 
@@ -445,9 +503,9 @@ def _small_diagonal_parameters(stats: SufficientStatistics, reg_covar: float) ->
     firsts, seconds = stats.s1.ravel().tolist(), stats.s2.ravel().tolist()
     weights, means, variances, factors, log_dets, eta = [], [], [], [], [], []
     largest_precision = spread = 0.0
-    for k, mass in enumerate(masses):
+    for k, (mass, live) in enumerate(zip(masses, stats.s0.tolist())):
         inverse = 1.0 / mass
-        weight = mass / total
+        weight = mass / total if live > 0.0 else 0.0  # an inactive component (no mass) weighs 0
         log_det = 0.0
         row = [0.0]
         curvature = []
@@ -472,7 +530,7 @@ def _small_diagonal_parameters(stats: SufficientStatistics, reg_covar: float) ->
             means.append(mean)
             variances.append(var)
             factors.append(factor)
-        row[0] = log(weight) + log_det - half_log_2pi - 0.5 * offset
+        row[0] = (log(weight) if weight > 0.0 else -math.inf) + log_det - half_log_2pi - 0.5 * offset
         eta.append(row + curvature)
         spread = max(spread, sum(map(abs, means[k * D :])))
         weights.append(weight)

@@ -1,4 +1,22 @@
-"""Step sizes of stepwise EM: gamma_t = t ** -alpha, t counting points.
+"""Step sizes of stepwise EM.
+
+Each component learns on its own clock, its mass (the responsibilities it has taken in): a share
+r of a point moves its moments by ``component_step(n, r, alpha)``, about ``r * n ** -alpha``
+for a component of mass n. Exactly, the step is that of a continuous clock,
+``1 - exp(F(n) - F(n + r))`` with ``F(u) = u ** (1 - alpha) / (1 - alpha)`` (``log u`` when
+alpha = 1, where it is the exact running average ``r / (n + r)``), so that a batch's mass M gives the
+same step as the points it sums: ``component_step(n, M, alpha)`` for the whole batch is the
+combination of the steps of its parts.
+
+>>> round(component_step(100.0, 1.0, 1.0), 12) == round(1 / 101, 12)
+True
+>>> whole = component_step(100.0, 3.0, 0.6)
+>>> parts = 1 - (1 - component_step(100.0, 1.0, 0.6)) * (1 - component_step(101.0, 2.0, 0.6))
+>>> abs(whole - parts) < 1e-15
+True
+
+The global clock t (points) drives what is not a component's own: the Polyak average and
+`batch_step`, ``gamma_t = t ** -alpha``.
 
 A batch of m points gets the combined step of m single-point steps with the same statistics,
 ``1 - prod_i (1 - gamma_{t+i})``, so that learning one point at a time and learning in batches
@@ -19,13 +37,42 @@ import math
 
 import numpy as np
 
-__all__ = ["batch_step", "check_alpha", "log_survival", "point_step"]
+__all__ = ["batch_step", "check_alpha", "component_clock", "component_step", "component_steps",
+           "log_survival", "point_step"]
 
 
 def check_alpha(alpha: float) -> float:
     if not 0.5 < alpha <= 1.0:
         raise ValueError(f"alpha must be in (0.5, 1], got {alpha!r}")
     return alpha
+
+
+def component_clock(mass: float, alpha: float) -> float:
+    """F(mass): the clock a component's steps are read from (see the module's docstring)."""
+    if alpha == 1.0:
+        return math.log(mass) if mass > 0.0 else -math.inf
+    return mass ** (1.0 - alpha) / (1.0 - alpha)
+
+
+def component_step(mass: float, taken: float, alpha: float) -> float:
+    """The step of a component of `mass` that takes in `taken` more (a point's responsibility,
+    or a batch's summed responsibilities)."""
+    if taken <= 0.0:
+        return 0.0
+    return -math.expm1(component_clock(mass, alpha) - component_clock(mass + taken, alpha))
+
+
+def component_steps(mass: np.ndarray, taken: np.ndarray, alpha: float) -> np.ndarray:
+    """`component_step` for arrays of components (the batch path)."""
+    mass = np.asarray(mass, dtype=np.float64)
+    after = mass + taken
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if alpha == 1.0:
+            step = np.where(after > 0.0, taken / np.where(after > 0.0, after, 1.0), 0.0)
+        else:
+            e = 1.0 - alpha
+            step = -np.expm1((mass**e - after**e) / e)
+    return np.where(taken > 0.0, step, 0.0)
 
 
 def point_step(t: int, alpha: float) -> float:

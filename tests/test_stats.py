@@ -77,14 +77,29 @@ def test_log_densities_match_scipy(covariance_type):
     np.testing.assert_allclose(log_norm, np.log(np.exp(expected) @ params.weights), rtol=1e-9)
 
 
-def test_blend_is_the_stepwise_update():
+@pytest.mark.parametrize("covariance_type", ["full", "diag", "spherical", "tied"])
+def test_learning_with_alpha_one_is_the_exact_running_average(covariance_type):
+    X, resp = _random_batch(3)
+    running = SufficientStatistics.from_batch(X[:10], resp[:10], np.zeros(3), covariance_type).average()
+    for start in range(10, len(X), 7):
+        batch = SufficientStatistics.from_batch(X[start:start + 7], resp[start:start + 7], np.zeros(3), covariance_type)
+        running.learn(batch, alpha=1.0)
+    whole = SufficientStatistics.from_batch(X, resp, np.zeros(3), covariance_type).average()
+    assert running.count == len(X)
+    for ours, exact in zip((running.s0, running.s1, running.s2), (whole.s0, whole.s1, whole.s2)):
+        np.testing.assert_allclose(ours, exact, rtol=1e-12, atol=1e-14)
+
+
+def test_a_component_that_takes_in_nothing_keeps_its_moments():
     X, resp = _random_batch(3)
     running = SufficientStatistics.from_batch(X[:10], resp[:10], np.zeros(3), "full").average()
-    before = running.copy()
-    batch = SufficientStatistics.from_batch(X[10:], resp[10:], np.zeros(3), "full")
-    running.blend(batch, 0.25)
-    np.testing.assert_allclose(running.s2, 0.75 * before.s2 + 0.25 * batch.s2 / batch.count)
-    np.testing.assert_allclose(running.s0, 0.75 * before.s0 + 0.25 * batch.s0 / batch.count)
+    resp = resp.copy()
+    resp[:, 0] = 0.0
+    resp /= resp.sum(axis=1, keepdims=True)
+    means_before, mass_before = running.s1[0] / running.s0[0], running.s0[0] * running.count
+    running.learn(SufficientStatistics.from_batch(X[10:], resp[10:], np.zeros(3), "full"), alpha=0.6)
+    np.testing.assert_allclose(running.s1[0] / running.s0[0], means_before, rtol=1e-12)
+    assert running.s0[0] * running.count == pytest.approx(mass_before, rel=1e-12)
 
 
 def test_combining_incompatible_statistics_is_an_error():
@@ -153,7 +168,10 @@ def test_recovered_parameters_are_valid(X, resp, covariance_type):
         assert (np.linalg.eigvalsh(params.covariances) > 0).all()
     else:
         assert (params.covariances > 0).all()
-    assert np.isfinite(params.log_responsibilities(X)[0]).all()
+    log_resp = params.log_responsibilities(X)[0]
+    live = resp.sum(axis=0) > 0  # a component without mass is inactive: weight 0, never responsible
+    assert np.isfinite(log_resp[:, live]).all() and (log_resp[:, ~live] == -np.inf).all()
+    assert (params.weights[~live] == 0).all()
 
 
 def test_large_batches_are_summed_in_chunks_to_the_same_statistics(monkeypatch):

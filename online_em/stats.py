@@ -347,7 +347,9 @@ class SufficientStatistics:
             return _small_diagonal_parameters(self, reg_covar)
         s0 = self.s0 + _TINY_MASS
         total = s0.sum()
-        weights = np.where(self.s0 > 0.0, s0 / total, 0.0)  # an inactive component (no mass) weighs 0
+        # An inactive component (no mass) weighs 0, unless none has mass (then all weigh alike).
+        weights = np.where(self.s0 > 0.0, s0, 0.0) if (self.s0 > 0.0).any() else s0
+        weights = weights / weights.sum()
         inverse_mass = (1.0 / s0)[:, None]
         centred_means = self.s1 * inverse_mass
         D = self.n_features
@@ -503,9 +505,14 @@ def _small_diagonal_parameters(stats: SufficientStatistics, reg_covar: float) ->
     firsts, seconds = stats.s1.ravel().tolist(), stats.s2.ravel().tolist()
     weights, means, variances, factors, log_dets, eta = [], [], [], [], [], []
     largest_precision = spread = 0.0
-    for k, (mass, live) in enumerate(zip(masses, stats.s0.tolist())):
+    lives = stats.s0.tolist()
+    if max(lives) > 0.0:  # an inactive component (no mass) weighs 0, unless none has mass
+        total = sum(mass for mass, live in zip(masses, lives) if live > 0.0)
+    else:
+        lives = masses
+    for k, (mass, live) in enumerate(zip(masses, lives)):
         inverse = 1.0 / mass
-        weight = mass / total if live > 0.0 else 0.0  # an inactive component (no mass) weighs 0
+        weight = mass / total if live > 0.0 else 0.0
         log_det = 0.0
         row = [0.0]
         curvature = []

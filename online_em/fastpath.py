@@ -16,7 +16,7 @@ factorisations (see FIRST_ORDER_LIMIT).
 >>> from online_em.stats import SufficientStatistics
 >>> stats = SufficientStatistics("diag", np.zeros(1), np.array([0.5, 0.5]),
 ...     np.array([[0.0], [5.0]]), np.array([[1.0], [51.0]]), 1.0)
->>> engine = make_engine(stats, None, None, 0, 0, t=100, alpha=0.6, reg_covar=1e-6, average_after=None)
+>>> engine = make_engine(stats, stats.s0, None, None, 0, 0, t=100, alpha=0.6, reg_covar=1e-6, average_after=None)
 >>> type(engine).__name__
 'PairEngine'
 >>> engine.learn_predict([0.1]), engine.predict([9.0])
@@ -30,7 +30,7 @@ import math
 
 import numpy as np
 
-from .steps import component_step
+from .steps import PRIOR_FLOOR, RECENCY_ALPHA, component_step, point_step
 from .stats import (
     _TINY_MASS,
     AVERAGE_EVERY,
@@ -63,7 +63,7 @@ def supports(covariance_type: str, n_features: int) -> bool:
     return covariance_type == "full" and n_features <= MAX_FULL_FEATURES
 
 
-def make_engine(stats, average, average_weights, n_averaged, pending, t, alpha, reg_covar, average_after):
+def make_engine(stats, recency, average, average_weights, n_averaged, pending, t, alpha, reg_covar, average_after):
     """The engine for the model's structure, holding a copy of its state."""
     if stats.n_features == 1:
         engine_class = PairEngine if stats.n_components == 2 else ScalarEngine
@@ -71,22 +71,23 @@ def make_engine(stats, average, average_weights, n_averaged, pending, t, alpha, 
         engine_class = FullEngine
     else:
         engine_class = DiagonalEngine
-    return engine_class(stats, average, average_weights, n_averaged, pending, t, alpha, reg_covar, average_after)
+    return engine_class(stats, recency, average, average_weights, n_averaged, pending, t, alpha, reg_covar, average_after)
 
 
 class _Engine:
     """What both engines share: the state they take from the model and give back, and averaging."""
 
     __slots__ = (
-        "covariance_type", "shift", "s0", "s1", "s2", "count", "avg", "avg_weights", "n_averaged", "pending", "t",
+        "covariance_type", "shift", "s0", "s1", "s2", "count", "rho", "avg", "avg_weights", "n_averaged", "pending", "t",
         "alpha", "reg_covar", "average_after", "iterate", "reported",
     )
 
-    def __init__(self, stats, average, average_weights, n_averaged, pending, t, alpha, reg_covar, average_after):
+    def __init__(self, stats, recency, average, average_weights, n_averaged, pending, t, alpha, reg_covar, average_after):
         self.covariance_type = stats.covariance_type
         self.shift = stats.shift.tolist()
         self.s0, self.s1, self.s2 = self._lists(stats)
         self.count = float(stats.count)  # the mass the running statistics average over
+        self.rho = list(recency)  # the recency masses: the E-step's prior weights
         self.avg = None if average is None else list(self._lists(average))
         self.avg_weights = None if average_weights is None else list(average_weights)
         self.n_averaged = n_averaged
@@ -95,7 +96,8 @@ class _Engine:
         self.alpha = alpha
         self.reg_covar = reg_covar
         self.average_after = average_after
-        self.iterate = self._parameters(self.s0, self.s1, self.s2)
+        priors = [r if r > PRIOR_FLOOR * a else PRIOR_FLOOR * a for r, a in zip(self.rho, self.s0)]
+        self.iterate = self._reweighted(self._parameters(self.s0, self.s1, self.s2), priors, self.s0)
         self.reported = None if self.avg is None else self._reported()
 
     def _lists(self, stats):
@@ -113,19 +115,29 @@ class _Engine:
         return self._parameters(s0, s1, s2)
 
     def _reported(self):
-        """The reported parameters: the Polyak average's moments, with the iterate's weights
-        (exact shares of all points: nothing to average), as the model reports them."""
-        components, total = self._reported_parameters(*self.avg)
+        """The reported parameters: the Polyak average's moments, with the weights the iterate
+        had when the average last took it in (exact shares of all points), as the model's."""
+        return self._reweighted(self._reported_parameters(*self.avg), self.avg_weights, self.avg[0])
+
+    @staticmethod
+    def _shifts(weights, masses):
+        """log(weight) - log(mass): what turns the constants derived from masses into weights'."""
         log = math.log
-        shifts = [log(w) - log(b + _TINY_MASS) if w > 0.0 else -math.inf for w, b in zip(self.avg_weights, self.avg[0])]
-        return [(c + shift, *rest) for (c, *rest), shift in zip(components, shifts)], 1.0 + len(shifts) * _TINY_MASS
+        return [log(w) - log(b + _TINY_MASS) if w > 0.0 else -math.inf for w, b in zip(weights, masses)]
+
+    def _reweighted(self, parameters, weights, masses):
+        """`parameters` derived from `masses`, with `weights` instead (they need not sum to 1)."""
+        components, _ = parameters
+        shifts = self._shifts(weights, masses)
+        return [(c + shift, *rest) for (c, *rest), shift in zip(components, shifts)], sum(weights) + len(shifts) * _TINY_MASS
 
     def export(self):
-        """The state as arrays: (iterate, average, the average's weights, number averaged,
-        pending, step counter)."""
+        """The state as arrays: (iterate, recency masses, average, the average's weights, number
+        averaged, pending, step counter)."""
         average = None if self.avg is None else self._arrays(*self.avg)
         weights = None if self.avg_weights is None else np.array(self.avg_weights)
-        return self._arrays(self.s0, self.s1, self.s2), average, weights, self.n_averaged, self.pending, self.t
+        return (self._arrays(self.s0, self.s1, self.s2), np.array(self.rho), average, weights, self.n_averaged,
+                self.pending, self.t)
 
     def _average(self) -> None:
         """Polyak averaging of the statistics, every AVERAGE_EVERY points (as the numpy path)."""
@@ -192,18 +204,24 @@ class ScalarEngine(_Engine):
             half_precisions.append(0.5 / var)
         return constants, means, half_precisions, total
 
-    def _reported(self):
-        constants, means, half_precisions, _ = self._reported_parameters(*self.avg)
-        log = math.log
-        constants = [c + log(w) - log(b + _TINY_MASS) if w > 0.0 else -math.inf
-                     for c, w, b in zip(constants, self.avg_weights, self.avg[0])]
-        return constants, means, half_precisions, 1.0 + len(constants) * _TINY_MASS
+    def _reweighted(self, parameters, weights, masses):
+        constants, means, half_precisions, _ = parameters
+        constants = [c + shift for c, shift in zip(constants, self._shifts(weights, masses))]
+        return constants, means, half_precisions, sum(weights) + len(constants) * _TINY_MASS
 
     def weighted_log_probs(self, row):
         constants, means, half_precisions, total = self.reported or self.iterate
         log_total = math.log(total)
         xc = row[0] - self.shift[0]
         return [c - log_total - h * (xc - m) * (xc - m) for c, m, h in zip(constants, means, half_precisions)]
+
+    def novelty(self, row) -> float:
+        """The squared Mahalanobis distance of the row to the nearest active component of the
+        iterate (what `online_em.novelty` tests)."""
+        _, means, half_precisions, _ = self.iterate
+        xc = row[0] - self.shift[0]
+        return 2.0 * min((h * (xc - m) * (xc - m) for m, h, a in zip(means, half_precisions, self.s0) if a > 0.0),
+                         default=math.inf)
 
     def predict(self, row) -> int:
         constants, means, half_precisions, _ = self.reported or self.iterate
@@ -234,6 +252,9 @@ class ScalarEngine(_Engine):
         count = self.count = before + 1.0
         norm = 1.0 / sum(weights)
         alpha = self.alpha
+        gamma = point_step(self.t, RECENCY_ALPHA)
+        stay = 1.0 - gamma
+        rho = self.rho
         s0, s1, s2 = self.s0, self.s1, self.s2
         sq = xc * xc
         reg = self.reg_covar
@@ -254,14 +275,17 @@ class ScalarEngine(_Engine):
             c = s2[k] = s2[k] * keep + take * sq
             if 0.0 < a < lightest:
                 lightest = a
+            p = rho[k] = rho[k] * stay + gamma * r
+            if p < PRIOR_FLOOR * a:
+                p = PRIOR_FLOOR * a
+            total += p
             mass = a + _TINY_MASS
-            total += mass
             mean = b / mass
             var = c / mass - mean * mean
             var = (var if var > 0.0 else 0.0) + reg
             if var < _TINY:
                 var = _TINY
-            constants.append((log(mass) if a > 0.0 else -math.inf) - 0.5 * log(var) - _HALF_LOG_2PI)
+            constants.append((log(p) if a > 0.0 else -math.inf) - 0.5 * log(var) - _HALF_LOG_2PI)
             means.append(mean)
             half_precisions.append(0.5 / var)
         self.iterate = (constants, means, half_precisions, total)
@@ -315,10 +339,14 @@ class PairEngine(ScalarEngine):
         count = self.count = before + 1.0
         alpha = self.alpha
         norm = 1.0 / (e0 + e1)
+        gamma = point_step(t, RECENCY_ALPHA)
+        stay = 1.0 - gamma
+        rho = self.rho
         s0, s1, s2 = self.s0, self.s1, self.s2
         sq = xc * xc
         reg = self.reg_covar
         r = e0 * norm
+        p0 = rho[0] = rho[0] * stay + gamma * r
         a_old = s0[0]
         mass = a_old * before
         eta = component_step(mass, r, alpha)
@@ -334,6 +362,7 @@ class PairEngine(ScalarEngine):
         if var0 < _TINY:
             var0 = _TINY
         r = e1 * norm
+        p1 = rho[1] = rho[1] * stay + gamma * r
         a_old = s0[1]
         mass = a_old * before
         eta = component_step(mass, r, alpha)
@@ -348,10 +377,14 @@ class PairEngine(ScalarEngine):
         var1 = (var if var > 0.0 else 0.0) + reg
         if var1 < _TINY:
             var1 = _TINY
-        total = mass0 + mass1
+        if p0 < PRIOR_FLOOR * a0:
+            p0 = PRIOR_FLOOR * a0
+        if p1 < PRIOR_FLOOR * a1:
+            p1 = PRIOR_FLOOR * a1
+        total = p0 + p1
         self.iterate = (
-            [(log(mass0) if a0 > 0.0 else -math.inf) - 0.5 * log(var0) - _HALF_LOG_2PI,
-             (log(mass1) if a1 > 0.0 else -math.inf) - 0.5 * log(var1) - _HALF_LOG_2PI],
+            [(log(p0) if a0 > 0.0 else -math.inf) - 0.5 * log(var0) - _HALF_LOG_2PI,
+             (log(p1) if a1 > 0.0 else -math.inf) - 0.5 * log(var1) - _HALF_LOG_2PI],
             [mean0, mean1],
             [0.5 / var0, 0.5 / var1],
             total,
@@ -458,6 +491,23 @@ def _inference_source(D: int, iterate_form, reported_form) -> str:
     lines += _indent(_evaluate_all(iterate_form, "self.iterate"), 2)
     lines += ["    else:", *_indent(_evaluate_all(reported_form, "reported"), 2)]
     lines += ["    log_total = log(total)", "    return [v - log_total for v in values]", ""]
+    unpack, body, value = iterate_form
+    lines += [
+        "def novelty(self, row):",
+        *_indent(_centre(D)),
+        "    best = inf",
+        "    s0 = self.s0",
+        "    k = 0",
+        f"    for {unpack} in self.iterate[0]:",
+        "        if s0[k] > 0.0:",
+        *_indent(body, 3),
+        f"            q = c - ({value})",
+        "            if q < best:",
+        "                best = q",
+        "        k += 1",
+        "    return 2.0 * best",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -491,6 +541,9 @@ def _learn_source(D: int, iterate_form, reported_form, update: list[str], produc
         "    alpha = self.alpha",
         "    weights = [exp(v - top) for v in wlp]",
         "    norm = 1.0 / sum(weights)",
+        "    gamma = point_step(t, RECENCY_ALPHA)",
+        "    stay = 1.0 - gamma",
+        "    recency = self.rho",
         *_indent(products),
         "    s0, s1, s2 = self.s0, self.s1, self.s2",
         "    reg = self.reg_covar",
@@ -506,6 +559,10 @@ def _learn_source(D: int, iterate_form, reported_form, update: list[str], produc
         "        a = s0[k] = (mass + r) / count",
         "        keep = (1.0 - eta) * a / a_old if a_old > 0.0 else 0.0",
         "        take = eta * a",
+        "        p = recency[k] = recency[k] * stay + gamma * r",
+        "        if p < PRIOR_FLOOR * a:",
+        "            p = PRIOR_FLOOR * a",
+        "        lw = log(p) if a > 0.0 else -inf",
         *_indent(update, 2),
         "        updated.append(component)",
         "    self.iterate = (updated, total)",
@@ -545,6 +602,9 @@ _NAMESPACE = {
     "AVERAGE_EVERY": AVERAGE_EVERY,
     "COLLAPSE_WEIGHT": COLLAPSE_WEIGHT,
     "component_step": component_step,
+    "point_step": point_step,
+    "RECENCY_ALPHA": RECENCY_ALPHA,
+    "PRIOR_FLOOR": PRIOR_FLOOR,
     "FLOOR": RELATIVE_COVARIANCE_FLOOR,
     "FIRST_ORDER_LIMIT": FIRST_ORDER_LIMIT,
     "SCALE_LIMIT": SCALE_LIMIT,
@@ -629,7 +689,7 @@ class DiagonalEngine(_MultiEngine):
     __slots__ = ()
 
     @classmethod
-    def _shape(cls, stats, average, average_weights, n_averaged, pending, t, alpha, reg_covar, average_after):
+    def _shape(cls, stats, recency, average, average_weights, n_averaged, pending, t, alpha, reg_covar, average_after):
         # The variance floor at the smallest normal float matters only when reg_covar is below it.
         return (stats.n_features, stats.covariance_type == "spherical", reg_covar < _TINY)
 
@@ -654,13 +714,14 @@ class DiagonalEngine(_MultiEngine):
             products = ["q0 = " + " + ".join(f"x{i} * x{i}" for i in range(D))]
         else:
             products = [f"q{i} = x{i} * x{i}" for i in range(D)]
-        update = [*_blend_lines(D, n_second), *derive, "total += mass"]
+        update = [*_blend_lines(D, n_second), *derive, "total += p"]
         parameters = [
             "def _parameters(self, s0, s1, s2):",
             "    reg = self.reg_covar",
             "    components = []",
             "    total = 0.0",
             f"    for a, ({_names('b', D)},), ({_names('e', n_second)},) in zip(s0, s1, s2):",
+            "        lw = log(a + _TINY_MASS) if a > 0.0 else -inf",
             *_indent(derive, 2),
             "        components.append(component)",
             "        total += mass",
@@ -699,7 +760,7 @@ def _diagonal_component(D: int, spherical: bool, floor: bool) -> list[str]:
             "v = (e0 / mass - (" + " + ".join(f"m{i} * m{i}" for i in range(D)) + f")) / {D}",
             "v = (v if v > 0.0 else 0.0) + reg",
             *(["v = v if v >= _TINY else _TINY"] if floor else []),
-            f"component = ((log(mass) if a > 0.0 else -inf) - {0.5 * D!r} * log(v) - {constant}, {means}, 0.5 / v)",
+            f"component = (lw - {0.5 * D!r} * log(v) - {constant}, {means}, 0.5 / v)",
         ]
         return lines
     lines += [f"v{i} = e{i} / mass - m{i} * m{i}" for i in range(D)]
@@ -711,7 +772,7 @@ def _diagonal_component(D: int, spherical: bool, floor: bool) -> list[str]:
         "product = " + " * ".join(f"v{i}" for i in range(D)),
         "log_det = log(product) if _TINY <= product < inf else "
         + " + ".join(f"log(v{i})" for i in range(D)),
-        f"component = ((log(mass) if a > 0.0 else -inf) - 0.5 * log_det - {constant}, {means}, "
+        f"component = (lw - 0.5 * log_det - {constant}, {means}, "
         + ", ".join(f"0.5 / v{i}" for i in range(D))
         + ")",
     ]
@@ -780,16 +841,18 @@ class FullEngine(_MultiEngine):
             True,
         )
 
-    def _constant(self, a, log_det) -> float:
-        log_mass = math.log(a + _TINY_MASS) if a > 0.0 else -math.inf
-        return log_mass - 0.5 * log_det - len(self.shift) * _HALF_LOG_2PI
+    def _constant(self, log_weight, log_det) -> float:
+        return log_weight - 0.5 * log_det - len(self.shift) * _HALF_LOG_2PI
 
-    def _refresh(self, k: int, a, first, second):
-        """Component k of the iterate, exactly, its tracking reset."""
+    def _refresh(self, k: int, a, first, second, log_weight=None):
+        """Component k of the iterate, exactly, its tracking reset (the constant from the
+        log weight, by default that of the mass a)."""
+        if log_weight is None:
+            log_weight = math.log(a + _TINY_MASS) if a > 0.0 else -math.inf
         log_det, r, means, _, precision, trace, repaired = self._factors(a, first, second)
         # A repaired factor is not S + r I: refreshed again at the next update (infinite drift).
         self.track[k] = [log_det, trace, 0.0, r, math.inf if repaired else 0.0]
-        return (self._constant(a, log_det), *means, *precision, 1.0, 0.0)
+        return (self._constant(log_weight, log_det), *means, *precision, 1.0, 0.0)
 
     def _parameters(self, s0, s1, s2):
         self.track = [None] * len(s0)
@@ -800,7 +863,8 @@ class FullEngine(_MultiEngine):
         components = []
         for a, first, second in zip(s0, s1, s2):
             log_det, _, means, factor, _, _, _ = self._factors(a, first, second)
-            components.append((self._constant(a, log_det), *means, *factor))
+            components.append((self._constant(math.log(a + _TINY_MASS) if a > 0.0 else -math.inf, log_det),
+                               *means, *factor))
         return components, sum(s0) + len(s0) * _TINY_MASS
 
     @classmethod
@@ -836,7 +900,7 @@ class FullEngine(_MultiEngine):
         update = [
             *_blend_lines(D, T),
             "mass = a + _TINY_MASS",
-            "total += mass",
+            "total += p",
             *[f"m{i} = b{i} / mass" for i in range(D)],
             # The diagonal of S, for the relative floor and the condition estimate.
             *[f"u{i} = e{_lower(i, i)} / mass - m{i} * m{i}" for i in range(D)],
@@ -860,12 +924,12 @@ class FullEngine(_MultiEngine):
             "    precision_trace = g * trace",
             "    if abs(eps) * precision_trace < FIRST_ORDER_LIMIT and g < SCALE_LIMIT:",
             (
-                f"        component = ((log(mass) if a > 0.0 else -inf) - 0.5 * (log_det + eps * precision_trace) - {constant}, "
+                f"        component = (lw - 0.5 * (log_det + eps * precision_trace) - {constant}, "
                 f"{means}, {_names('p', T)}, g, eps * g * g)"
             ),
             "        track[k] = [log_det, trace, eps, r, drift]",
             "if component is None:",
-            "    component = self._refresh(k, a, s1[k], s2[k])",
+            "    component = self._refresh(k, a, s1[k], s2[k], lw)",
         ]
         learn = _learn_source(
             D, iterate_form, reported_form, update, products, f"{dev}, {whitened}, dv, vv",

@@ -9,7 +9,7 @@ import typing
 import numpy as np
 from river import base
 
-from . import fastpath, init, steps, validation, warmup
+from . import fastpath, init, moves, novelty, steps, validation, warmup
 from .prior import DEFAULT_COUNT
 from .stats import AVERAGE_EVERY, COLLAPSE_WEIGHT, MixtureParameters, SufficientStatistics, check_covariance_type
 
@@ -145,18 +145,22 @@ class OnlineGaussianMixture(base.Clusterer):
         self,
         n_components: int = 2,
         covariance_type: str = "full",
-        alpha: float = 0.6,
+        alpha: float = 0.8,
         warm_up: int | None = None,
         reg_covar: float = 1e-6,
         average_after: int | None = 2000,
         covariance_prior: float = DEFAULT_COUNT,
         n_init: int = 3,
         init_max_iter: int = 100,
+        adaptive: bool = True,
+        prune_weight: float | None = None,
+        novelty_level: float = 0.999,
         seed: int | None = None,
     ):
         validation.check_params(
             n_components, warm_up, reg_covar, average_after, n_init, init_max_iter, alpha, covariance_prior
         )
+        validation.check_structure_params(adaptive, prune_weight, novelty_level)
         check_covariance_type(covariance_type)
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -167,6 +171,9 @@ class OnlineGaussianMixture(base.Clusterer):
         self.covariance_prior = covariance_prior
         self.n_init = n_init
         self.init_max_iter = init_max_iter
+        self.adaptive = adaptive
+        self.prune_weight = prune_weight
+        self.novelty_level = novelty_level
         self.seed = seed
 
         self._rng = np.random.default_rng(seed)
@@ -179,13 +186,24 @@ class OnlineGaussianMixture(base.Clusterer):
         self._pending_average = 0  # points learned since the average last took in the iterate
         self._t = 0
         self._n_reseeds = 0
-        self._params: MixtureParameters | None = None  # cache: parameters of the iterate
+        self._params: MixtureParameters | None = None  # cache: parameters of the iterate, for E-steps
+        # Each component's recent share of the points (blended with the global step): the
+        # E-step's prior weights (see `online_em.steps.prior_weights`).
+        self._recency: np.ndarray | None = None
         self._reported: MixtureParameters | None = None  # cache: parameters reported
         # While set, the plain-Python engine holds the live state of runs of one-point calls.
         self._engine: fastpath.ScalarEngine | fastpath.DiagonalEngine | fastpath.FullEngine | None = None
         # The warm-up's batch fits of the buffer (derivable from it, cached); made once the
         # features are known.
         self._fits: warmup.WarmUpFits | None = None
+        # Structural moves (adaptive models): when each component became active (the step
+        # counter then; -1 while inactive), the novel points held back, points since the last
+        # merge-and-prune check, and how many moves of each kind were made.
+        self._born = np.full(n_components, -1, dtype=np.int64)
+        self._held = novelty.HeldPoints()
+        self._since_check = 0
+        self._moves = {"births": 0, "merges": 0, "prunes": 0}
+        self._watching = False  # adaptive, initialised, and a free slot: test points for novelty
 
     @classmethod
     def _unit_test_params(cls):
@@ -206,7 +224,7 @@ class OnlineGaussianMixture(base.Clusterer):
         if self._fits is None:
             self._fits = warmup.WarmUpFits(
                 self.n_components, self.covariance_type, self.reg_covar, self.n_init,
-                self.init_max_iter, float(self.covariance_prior), self.seed,
+                self.init_max_iter, float(self.covariance_prior), self.seed, self.adaptive,
             )
         return self._fits
 
@@ -294,11 +312,16 @@ class OnlineGaussianMixture(base.Clusterer):
         for v in row:
             if not -MAX_ABS_VALUE <= v <= MAX_ABS_VALUE:
                 raise ValueError(f"features must be finite and within ±{MAX_ABS_VALUE:g}, got {x!r}")
+        if self._watching:
+            return self._learn_or_hold(row, predict)
         engine = self._engine or self._start_engine()
         if engine is None:
             self._learn_matrix(np.array([row]))
             return None
         label = engine.learn_predict(row, predict)
+        self._since_check += 1
+        if self._since_check >= moves.CHECK_EVERY and self.adaptive:
+            self._check_structure()
         if label < 0:  # a component collapsed: repair it with arrays
             self._sync()
             self._repair(np.array([row]))
@@ -310,7 +333,7 @@ class OnlineGaussianMixture(base.Clusterer):
         if self._stats is None or not fastpath.supports(self.covariance_type, len(self._features)):
             return None
         self._engine = fastpath.make_engine(
-            self._stats, self._average, self._average_weights, self._n_averaged, self._pending_average, self._t,
+            self._stats, self._recency, self._average, self._average_weights, self._n_averaged, self._pending_average, self._t,
             self.alpha, self.reg_covar, self.average_after,
         )
         return self._engine
@@ -319,10 +342,10 @@ class OnlineGaussianMixture(base.Clusterer):
         """Take the live state back from the plain-Python engine, as arrays."""
         if self._engine is None:
             return
-        (self._stats, self._average, self._average_weights, self._n_averaged, self._pending_average,
-         self._t) = self._engine.export()
+        (self._stats, self._recency, self._average, self._average_weights, self._n_averaged,
+         self._pending_average, self._t) = self._engine.export()
         self._engine = None
-        self._params = self._stats.to_parameters(self.reg_covar)
+        self._params = self._e_step_parameters()
         self._reported = None
 
     def learn_many(self, X: typing.Any) -> None:
@@ -362,16 +385,165 @@ class OnlineGaussianMixture(base.Clusterer):
             stats = prior.merged_into(stats)
             stats.count = float(stats.s0.sum())  # the average is over points and pseudo-points
         self._stats = stats.average()
+        self._recency = self._stats.s0.copy()
         self._buffer = []
         self._fits = None
-        self._params = self._stats.to_parameters(self.reg_covar)
+        self._params = self._e_step_parameters()
         self._reported = None
         self._t = len(buffer)
+        self._born = np.where(self._stats.s0 > 0, self._t, -1)
+        self._since_check = 0
         self._repair(buffer)
+        self._watching = self._free_slot()
 
     def _update(self, X: np.ndarray) -> None:
-        """One stepwise-EM update with the batch X: E-step under the iterate, then blend."""
-        self.apply_statistics(self.expected_statistics(X), X)
+        """One stepwise-EM update with the batch X: E-step under the iterate, then blend. While
+        a slot is free, novel rows are held back first (see `online_em.novelty`)."""
+        if self._watching:
+            X = self._hold_novel(X)
+        if len(X):
+            self.apply_statistics(self.expected_statistics(X), X)
+        if self._watching:
+            self._after_holding()
+
+    # ------------------------------------------------------------------ structural moves
+
+    @property
+    def _position(self) -> int:
+        """The stream position of the next point: points learned plus points held."""
+        return self.n_samples_seen
+
+    def _novel(self, d2: float) -> bool:
+        return d2 > novelty.chi2_quantile(self.n_features_in_, self.novelty_level)
+
+    def _learn_or_hold(self, row: list[float], predict: bool) -> int | None:
+        """One point while a slot is free: the label, then the point held back if it is novel
+        (and a birth if one is due), else learned."""
+        engine = self._engine or self._start_engine()
+        if engine is not None:
+            d2 = engine.novelty(row)
+        else:
+            self._sync()
+            d2 = float(self._params.mahalanobis(np.array([row]))[0][self._params.weights > 0].min())
+        if not self._novel(d2):
+            self._watching = False  # learn it as any point, then watch again
+            try:
+                label = self._learn_row(row, row, predict)
+            finally:
+                self._watching = self._free_slot()
+            if self._watching:
+                self._after_holding()
+            return label
+        label = None
+        if predict:
+            label = engine.predict(row) if engine is not None else int(_labels(self._parameters, np.array([row]))[0])
+        self._held.add(self._position, list(row))
+        self._after_holding()
+        return label
+
+    def _hold_novel(self, X: np.ndarray) -> np.ndarray:
+        """Hold back the novel rows of X (in order); the rest, to learn."""
+        self._sync()
+        params = self._params
+        d2 = params.mahalanobis(X)[:, params.weights > 0].min(axis=1)
+        novel = d2 > novelty.chi2_quantile(self.n_features_in_, self.novelty_level)
+        if not novel.any():
+            return X
+        start = self._position
+        positions = start + np.arange(len(X))
+        for position, row in zip(positions[novel].tolist(), X[novel].tolist()):
+            self._held.add(position, row)
+        return X[~novel]
+
+    def _after_holding(self) -> None:
+        """A birth if one is due; held points that waited too long are learned."""
+        j = self._held.due(self._position, self.n_features_in_, self.novelty_level)
+        if j:
+            self._birth(np.array(self._held.take_recent(j)))
+        expired = self._held.take_expired(self._position)
+        if not self._watching:
+            expired += self._held.take_all()
+        if expired:
+            watching, self._watching = self._watching, False
+            try:
+                self._sync()
+                X = np.array(expired)
+                self.apply_statistics(self.expected_statistics(X), X)
+            finally:
+                self._watching = watching and self._free_slot()
+
+    def _free_slot(self) -> bool:
+        return self.adaptive and self._stats is not None and bool((self._stats.s0 == 0.0).any())
+
+    def _birth(self, rows: np.ndarray) -> None:
+        """A new component from the held rows, in the lowest free slot."""
+        self._sync()
+        k = int(np.flatnonzero(self._stats.s0 == 0.0)[0])
+        params = self._params
+        live = params.weights > 0
+        covariances = moves.full_covariances(params, np.flatnonzero(live))
+        pooled = np.einsum("k,kde->de", params.weights[live] / params.weights[live].sum(), covariances)
+        count = self._stats.count
+        self._stats = moves.birth(self._stats, k, rows, pooled)
+        if self._average is not None:
+            self._average.count = count  # the same share as the iterate's
+            self._average = moves.birth(self._average, k, rows, pooled)
+            self._average_weights = self._stats.s0 / self._stats.s0.sum()
+        share = min(0.5, len(rows) * steps.point_step(self._t + 1, steps.RECENCY_ALPHA))
+        self._recency *= 1.0 - share
+        self._recency[k] = share
+        self._t += len(rows)
+        self._born[k] = self._t
+        self._moves["births"] += 1
+        self._structure_changed()
+
+    def _e_step_parameters(self) -> MixtureParameters:
+        """The iterate's parameters with the E-step's prior weights."""
+        params = self._stats.to_parameters(self.reg_covar)
+        return dataclasses.replace(params, weights=steps.prior_weights(self._recency, params.weights))
+
+    def _structure_changed(self) -> None:
+        self._params = self._e_step_parameters()
+        self._reported = None
+        self._watching = self._free_slot()
+
+    def _check_structure(self) -> None:
+        """Every CHECK_EVERY points: prune the components whose weight has fallen under the
+        floor, then merge the pair that one Gaussian explains best, if it explains it well enough
+        (see `online_em.moves`)."""
+        self._sync()
+        self._since_check = 0
+        stats, t = self._stats, self._t
+        weights = stats.s0 / stats.s0.sum()
+        live = np.flatnonzero(weights > 0)
+        floor = self.prune_weight if self.prune_weight is not None else min(0.01, 0.1 / self.n_components)
+        for k in live:
+            if len(live) > 1 and weights[k] < floor and t - self._born[k] >= moves.PRUNE_AGE:
+                self._apply(moves.prune, int(k))
+                self._born[k] = -1
+                self._moves["prunes"] += 1
+                live = live[live != k]
+        if len(live) > 1:
+            pair = moves.best_merge(self._params, stats.s0 * stats.count, self._born, t)
+            if pair is not None:
+                keep, drop = pair
+                self._apply(moves.merge, keep, drop)
+                self._born[drop] = -1
+                self._moves["merges"] += 1
+        self._structure_changed()
+
+    def _apply(self, move, *components: int) -> None:
+        """A move on the iterate and the Polyak average alike; the weights reported follow."""
+        self._stats = move(self._stats, *components)
+        if move is moves.merge:
+            keep, drop = components
+            self._recency[keep] += self._recency[drop]
+        self._recency[components[-1]] = 0.0
+        self._recency /= self._recency.sum()
+        if self._average is not None:
+            self._average = move(self._average, *components)
+            self._average_weights = self._stats.s0 / self._stats.s0.sum()
+        self._params = self._e_step_parameters()
 
     def expected_statistics(self, X: np.ndarray) -> SufficientStatistics:
         """E-step: the summed sufficient statistics of the rows of X under the current iterate.
@@ -403,13 +575,19 @@ class OnlineGaussianMixture(base.Clusterer):
         m = int(round(batch.count))
         if m < 1:
             return
+        gamma = steps.batch_step(self._t, m, steps.RECENCY_ALPHA)
+        self._recency *= 1.0 - gamma
+        self._recency += (gamma / batch.count) * batch.s0
         self._stats.learn(batch, self.alpha)
         self._t += m
-        self._params = self._stats.to_parameters(self.reg_covar)
+        self._since_check += m
+        self._params = self._e_step_parameters()
         if self._average is None:
             self._reported = None  # the iterate is what is reported
         self._accumulate_average(m)
         self._repair(X)
+        if self.adaptive and self._since_check >= moves.CHECK_EVERY:
+            self._check_structure()
 
     def _accumulate_average(self, m: int) -> None:
         """Polyak averaging: from `average_after` points on, the average takes in the iterate
@@ -442,6 +620,13 @@ class OnlineGaussianMixture(base.Clusterer):
             return
         weights = stats.s0 / stats.s0.sum()
         dead = np.flatnonzero(~(weights >= COLLAPSE_WEIGHT))
+        if self.adaptive:  # inactive components stay so; collapsed ones are pruned
+            for k in dead[(weights[dead] > 0) & (np.count_nonzero(weights) > 1)]:
+                self._apply(moves.prune, int(k))
+                self._born[k] = -1
+                self._moves["prunes"] += 1
+            self._structure_changed()
+            return
         if len(dead) == 0:
             return
         params = self._params
@@ -459,7 +644,7 @@ class OnlineGaussianMixture(base.Clusterer):
             self._reseed(int(k), point, params)
         if self._average is not None:
             self._average_weights = self._stats.s0 / self._stats.s0.sum()
-        self._params = self._stats.to_parameters(self.reg_covar)
+        self._params = self._e_step_parameters()
         self._reported = None
 
     def _reseed(self, k: int, point: np.ndarray, params: MixtureParameters) -> None:
@@ -467,6 +652,8 @@ class OnlineGaussianMixture(base.Clusterer):
         (under `params`); the caller refreshes the parameters."""
         self._n_reseeds += 1
         share = 1.0 / (10.0 * self.n_components)
+        self._recency *= 1.0 - share
+        self._recency[k] = share
         alive = np.arange(self.n_components) != k
         cov_type = self.covariance_type
         if cov_type == "tied":
@@ -511,6 +698,11 @@ class OnlineGaussianMixture(base.Clusterer):
             t=int(self._t),
             n_reseeds=int(self._n_reseeds),
             rng_state=self._rng.bit_generator.state,
+            recency=None if self._recency is None else self._recency.copy(),
+            born=self._born.tolist(),
+            held=[(t, list(row)) for t, row in self._held.items],
+            since_check=int(self._since_check),
+            moves=dict(self._moves),
         )
 
     def set_state(self, state: ModelState) -> None:
@@ -519,13 +711,26 @@ class OnlineGaussianMixture(base.Clusterer):
         they cannot be."""
         rng = np.random.default_rng()
         rng.bit_generator.state = state.rng_state
-        params = state.stats.to_parameters(self.reg_covar) if state.stats is not None else None
         self._features = None if state.features is None else list(state.features)
         self._buffer = [list(row) for row in state.buffer]
         self._stats, self._average, self._average_weights = state.stats, state.average, state.average_weights
         self._n_averaged, self._pending_average = state.n_averaged, state.pending_average
         self._t, self._n_reseeds, self._rng = state.t, state.n_reseeds, rng
-        self._params, self._reported, self._engine, self._fits = params, None, None, None
+        if state.stats is not None and state.recency is None:
+            raise ValueError("statistics without recency masses")
+        self._recency = None if state.recency is None else np.array(state.recency, dtype=np.float64)
+        if len(state.born) == self.n_components:
+            self._born = np.array(state.born, dtype=np.int64)
+        else:  # every active component as old as the statistics
+            live = state.stats.s0 > 0 if state.stats is not None else np.zeros(self.n_components, dtype=bool)
+            self._born = np.where(live, state.t, -1).astype(np.int64)
+        self._held = novelty.HeldPoints(state.held)
+        self._since_check = state.since_check
+        self._moves = dict(state.moves)
+        self._engine, self._fits = None, None
+        self._params = self._e_step_parameters() if state.stats is not None else None
+        self._reported = None
+        self._watching = self._free_slot()
 
     def save(self, path) -> None:
         """Write the model to `path` as versioned JSON, atomically (see `online_em.persistence`)."""
@@ -573,7 +778,8 @@ class OnlineGaussianMixture(base.Clusterer):
 
     @property
     def n_samples_seen(self) -> int:
-        return self._engine.t if self._engine is not None else self._t
+        """Points seen: learned, or held back as novel (to be learned by a birth or later)."""
+        return (self._engine.t if self._engine is not None else self._t) + len(self._held)
 
     @property
     def is_initialised(self) -> bool:
@@ -730,7 +936,10 @@ class OnlineGaussianMixture(base.Clusterer):
 class ModelState:
     """What an `OnlineGaussianMixture` has learned: its features, the warm-up buffer (rows), the
     running statistics and their Polyak average (None before they exist), the averaging
-    bookkeeping, the step counter t (points learned), re-seeds, and the generator's state."""
+    bookkeeping, the step counter t (points learned), re-seeds, the generator's state, the
+    recency masses (the E-step's prior weights), and the structural moves' state: when each
+    component became active (-1: inactive), the novel points held back (position, row), points
+    since the last check, and the moves made."""
 
     features: list | None
     buffer: list
@@ -742,6 +951,11 @@ class ModelState:
     t: int
     n_reseeds: int
     rng_state: dict
+    recency: np.ndarray | None = None
+    born: list = dataclasses.field(default_factory=list)
+    held: list = dataclasses.field(default_factory=list)
+    since_check: int = 0
+    moves: dict = dataclasses.field(default_factory=lambda: {"births": 0, "merges": 0, "prunes": 0})
 
 
 def _labels(params: MixtureParameters, matrix: np.ndarray) -> np.ndarray:

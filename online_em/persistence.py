@@ -72,11 +72,13 @@ VERSION = 3
 # Version 1 files (before the covariance prior) load as models without a prior; version 1 and 2
 # files (before the weights were exact shares of all points) take the average's own weights and
 # count their points as the statistics' mass.
-_READABLE = {1: {"covariance_prior": 0.0}, 2: {}, 3: {}}
+_STRUCTURE_FREE = {"adaptive": False, "prune_weight": None, "novelty_level": 0.999}
+_READABLE = {1: {"covariance_prior": 0.0, **_STRUCTURE_FREE}, 2: _STRUCTURE_FREE, 3: {}}
 
 _PARAMS = (
     "n_components", "covariance_type", "alpha", "warm_up", "reg_covar",
-    "average_after", "covariance_prior", "n_init", "init_max_iter", "seed",
+    "average_after", "covariance_prior", "n_init", "init_max_iter", "adaptive", "prune_weight",
+    "novelty_level", "seed",
 )
 
 
@@ -140,6 +142,13 @@ def to_dict(model: OnlineGaussianMixture) -> dict:
         "t": learned.t,
         "n_reseeds": learned.n_reseeds,
         "rng": learned.rng_state,
+        "recency": None if learned.recency is None else learned.recency.tolist(),
+        "structure": {
+            "born": learned.born,
+            "held": [[t, [float(v) for v in row]] for t, row in learned.held],
+            "since_check": learned.since_check,
+            **learned.moves,
+        },
     }
 
 
@@ -310,6 +319,48 @@ def _statistics(value: typing.Any, key: str, covariance_type: str, K: int, D: in
     )
 
 
+def _structure(state: dict, version: int, stats: SufficientStatistics | None, K: int, D: int, t: int) -> tuple:
+    """The recency masses and the structural moves' state (version 3), or what older files imply:
+    recency masses equal to the weights, every component with mass as old as the statistics."""
+    if version < 3 or state.get("recency") is None and state.get("structure") is None:
+        recency = None if stats is None else stats.s0 / stats.s0.sum()
+        return recency, {}
+    recency = None
+    if state.get("recency") is not None:
+        if stats is None:
+            raise StateFileError("'recency' is set but 'stats' is null")
+        recency = _array(state["recency"], (K,), "recency")
+        if (recency < 0).any() or not abs(recency.sum() - 1.0) < 1e-9 or ((recency > 0) & (stats.s0 == 0)).any():
+            raise StateFileError("'recency': expected non-negative masses summing to 1, none for an inactive component")
+    elif stats is not None:
+        raise StateFileError("'recency' is null but 'stats' is set")
+    structure = state.get("structure")
+    fields = {"born", "held", "since_check", "births", "merges", "prunes"}
+    if not isinstance(structure, dict) or set(structure) != fields:
+        got = sorted(structure) if isinstance(structure, dict) else type(structure).__name__
+        raise StateFileError(f"'structure': expected the fields {sorted(fields)}, got {shorten(got)}")
+    born = structure["born"]
+    if not isinstance(born, list) or len(born) != K or any(type(b) is not int or not -1 <= b <= t for b in born):
+        raise StateFileError(f"structure.born: expected {K} integers from -1 to t={t}, got {shorten(born)}")
+    held = structure["held"]
+    if not isinstance(held, list):
+        raise StateFileError("structure.held: expected a list of [position, row] pairs")
+    items = []
+    for item in held:
+        if (not isinstance(item, list) or len(item) != 2 or type(item[0]) is not int or item[0] < 0):
+            raise StateFileError(f"structure.held: expected [position, row] pairs, got {shorten(item)}")
+        row = _array(item[1], (D,), "structure.held")
+        if not (np.abs(row) <= 1e152).all():
+            raise StateFileError("structure.held: values out of range")
+        items.append((item[0], row.tolist()))
+    counters = {}
+    for key in ("since_check", "births", "merges", "prunes"):
+        counters[key] = _integer(structure, key)
+    return recency, {
+        "born": born, "held": items, "since_check": counters.pop("since_check"), "moves": counters,
+    }
+
+
 def from_dict(state: typing.Any) -> OnlineGaussianMixture:
     """Rebuild a model from `to_dict`'s output, checking every field; StateFileError otherwise.
 
@@ -336,7 +387,7 @@ def from_dict(state: typing.Any) -> OnlineGaussianMixture:
     missing = sorted(expected - set(state))
     if missing:
         raise StateFileError(f"missing field(s) {', '.join(map(repr, missing))}")
-    unknown = sorted(set(state) - expected - {"pending_average", "average_weights"})
+    unknown = sorted(set(state) - expected - {"pending_average", "average_weights", "recency", "structure"})
     if unknown:
         raise StateFileError(f"unknown field(s) {', '.join(map(repr, unknown))}")
 
@@ -347,7 +398,7 @@ def from_dict(state: typing.Any) -> OnlineGaussianMixture:
         got = sorted(params) if isinstance(params, dict) else type(params).__name__
         raise StateFileError(f"'params': expected the hyper-parameters {sorted(_PARAMS)}, got {got}")
     for name, value in params.items():
-        if isinstance(value, bool) or not (value is None or isinstance(value, (int, float, str))):
+        if (isinstance(value, bool) and name != "adaptive") or not (value is None or isinstance(value, (int, float, str))):
             raise StateFileError(f"params.{name}: unexpected value {shorten(value)}")
     try:
         check_covariance_type(params["covariance_type"])
@@ -406,6 +457,8 @@ def from_dict(state: typing.Any) -> OnlineGaussianMixture:
     elif average is not None:
         raise StateFileError("'average' is set but 'average_weights' is null")
 
+    recency, structure = _structure(state, version, stats, K, D, t)
+
     try:
         check_state_numbers(stats=stats, average=average, t=t, buffer=buffer_array)
     except ValueError as error:
@@ -425,7 +478,7 @@ def from_dict(state: typing.Any) -> OnlineGaussianMixture:
         features=list(features) if features is not None else None,
         buffer=buffer_array.tolist() if buffer_array is not None else [],
         stats=stats, average=average, average_weights=average_weights, n_averaged=n_averaged,
-        pending_average=pending_average,
+        pending_average=pending_average, recency=recency, **structure,
         t=t, n_reseeds=n_reseeds, rng_state=rng.bit_generator.state,
     )
     try:

@@ -65,19 +65,21 @@ class CovariancePrior:
 
     def pseudo_statistics(self, stats: SufficientStatistics, count: float | None = None) -> SufficientStatistics:
         """The prior's statistics at the means of `stats`, about the same shift: `count`
-        pseudo-points per component (default: the prior's own count)."""
-        nu = self.count if count is None else count
+        pseudo-points per component (default: the prior's own count), none for an inactive
+        component (one without mass), unless none has mass."""
         K, D = stats.s1.shape
+        live = stats.s0 > 0.0
+        nu = (self.count if count is None else count) * (live if live.any() else np.ones(K))
         centred = stats.s1 / np.maximum(stats.s0, np.finfo(np.float64).tiny)[:, None]  # mean - shift
-        s0 = np.full(K, nu)
-        s1 = nu * centred
+        s0 = nu.astype(np.float64)
+        s1 = nu[:, None] * centred
         cov_type = stats.covariance_type
         if cov_type == "full":
-            s2 = nu * (np.einsum("kd,ke->kde", centred, centred) + self.scale)
+            s2 = nu[:, None, None] * (np.einsum("kd,ke->kde", centred, centred) + self.scale)
         elif cov_type == "tied":
-            s2 = nu * (centred.T @ centred + K * self.scale)
+            s2 = (centred.T * nu) @ centred + nu.sum() * self.scale
         elif cov_type == "diag":
-            s2 = nu * (centred * centred + np.diag(self.scale))
+            s2 = nu[:, None] * (centred * centred + np.diag(self.scale))
         else:
             s2 = nu * (np.einsum("kd,kd->k", centred, centred) + np.trace(self.scale))
         assert s2.shape == second_moment_shape(cov_type, K, D)

@@ -770,6 +770,10 @@ class MixtureParameters:
             return np.einsum("knd,kd->kn", diff, B)
         return diff.sum(axis=2) * B[:, None]
 
+    def mahalanobis(self, X: np.ndarray) -> np.ndarray:
+        """Squared Mahalanobis distances of the rows of X to every component, shape (N, K)."""
+        return self._mahalanobis_t(X).T
+
     def _weighted_log_prob_t(self, X: np.ndarray) -> np.ndarray:
         eta = self.natural_parameters()
         if eta is not None:

@@ -98,6 +98,24 @@ def check_params(n_components: typing.Any, warm_up: typing.Any, reg_covar: typin
         raise ValueError(f"alpha must be a number in (0.5, 1], got {shorten(alpha)}")
 
 
+def check_structure_params(adaptive: typing.Any, prune_weight: typing.Any, novelty_level: typing.Any) -> None:
+    """ValueError naming the first of the structural moves' hyper-parameters that is invalid.
+
+    >>> check_structure_params(True, None, 0.999)
+    >>> check_structure_params(True, 0.5, 0.999)
+    Traceback (most recent call last):
+    ...
+    ValueError: prune_weight must be None or a number in [0, 0.5), got 0.5
+
+    """
+    if not isinstance(adaptive, bool):
+        raise ValueError(f"adaptive must be True or False, got {shorten(adaptive)}")
+    if prune_weight is not None and (not _is_real(prune_weight) or not 0 <= prune_weight < 0.5):
+        raise ValueError(f"prune_weight must be None or a number in [0, 0.5), got {shorten(prune_weight)}")
+    if not _is_real(novelty_level) or not 0.5 < novelty_level < 1:
+        raise ValueError(f"novelty_level must be a number in (0.5, 1), got {shorten(novelty_level)}")
+
+
 def check_value(value: typing.Any) -> float:
     """A feature value as a float, or ValueError (see the module docstring for the rule)."""
     if type(value) is not float and not _is_real(value):

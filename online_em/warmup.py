@@ -40,6 +40,7 @@ import numpy as np
 
 from .init import fit_buffer, refine
 from .prior import CovariancePrior
+from .selection import select_fit
 from .stats import MixtureParameters, SufficientStatistics
 
 __all__ = ["WarmUpFits", "match_components", "permuted", "single_gaussian"]
@@ -71,6 +72,7 @@ class WarmUpFits:
         max_iter: int,
         prior_count: float,
         seed: int | None,
+        adaptive: bool = False,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -79,6 +81,7 @@ class WarmUpFits:
         self.max_iter = max_iter
         self.prior_count = prior_count
         self.seed = seed
+        self.adaptive = adaptive  # fresh fits choose how many components (at most n_components)
         self._cache: dict[int, _Fit] = {}
         self._latest: tuple[int, _Fit] | None = None
 
@@ -117,7 +120,8 @@ class WarmUpFits:
             candidates.append(refine(X, before.statistics, self.reg_covar, self.max_iter, prior=prior))
         fresh = not labelling or before is None or n >= 2 * before.fresh_at
         if fresh:
-            candidates.append(fit_buffer(
+            fit_fresh = select_fit if self.adaptive else fit_buffer
+            candidates.append(fit_fresh(
                 X, self.n_components, self.covariance_type, self.reg_covar, rng,
                 n_init=self.n_init if not labelling else 1, max_iter=self.max_iter, prior=prior,
             ))
@@ -125,7 +129,8 @@ class WarmUpFits:
         stats = fit.statistics
         params = map_parameters(stats, prior, self.reg_covar)
         if before is not None:
-            order = match_components(before.parameters.means, params.means, X)
+            order = match_components(before.parameters.means, params.means, X,
+                                     before.statistics.s0 > 0, stats.s0 > 0)
             stats = permuted(stats, order)
             params = map_parameters(stats, prior, self.reg_covar)
         return _Fit(stats, params, prior, n if fresh else before.fresh_at)
@@ -193,11 +198,14 @@ def single_gaussian(X: np.ndarray, n_components: int, covariance_type: str, reg_
     )
 
 
-def match_components(reference: np.ndarray, means: np.ndarray, X: np.ndarray) -> np.ndarray:
+def match_components(reference: np.ndarray, means: np.ndarray, X: np.ndarray,
+                     reference_live: np.ndarray | None = None, live: np.ndarray | None = None) -> np.ndarray:
     """order[i] = the component of `means` that takes label i, matched greedily to `reference`
-    by distance in units of the data's spread."""
+    by distance in units of the data's spread; active components (`live`) to active ones first."""
     scale = X.std(axis=0) + 1e-300
     d2 = (((reference[:, None, :] - means[None, :, :]) / scale) ** 2).sum(axis=2)
+    if reference_live is not None and live is not None:
+        d2 = np.minimum(d2, 1e300) + np.where(reference_live[:, None] == live[None, :], 0.0, 1e300)
     order = np.full(len(reference), -1)
     for _ in range(len(reference)):
         i, j = np.unravel_index(np.argmin(d2), d2.shape)

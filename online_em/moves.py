@@ -1,0 +1,202 @@
+"""Structural moves on running statistics: birth, merge and prune, each an exact operation on
+the statistics (`online_em.stats.SufficientStatistics`, averages over their `count` points), so
+that every path (one point, mini-batches, Dask) gets them alike.
+
+- `birth(stats, k, rows, pooled)`: the rows (points held back as novel) become component k's
+  statistics, their covariance shrunk toward `pooled` with D + 1 pseudo-points; the running
+  statistics now average over `count + len(rows)` points.
+- `merge(stats, keep, drop)`: component `drop`'s statistics are added to `keep`'s (sums of
+  statistics add up: the moment-matched Gaussian of the two), `drop` becomes inactive.
+- `prune(stats, k)`: component k is removed, the others' weights renormalised (their moments
+  unchanged).
+
+An inactive component has all-zero statistics: weight 0, never responsible, never predicted.
+`merge_cost` is the criterion for a merge: the log-likelihood that one Gaussian loses against the
+pair, (n_i + n_j) KL(pair || moment-matched Gaussian), estimated on fixed quasi-random points
+(the same for every call, so the decision is deterministic).
+
+>>> import numpy as np
+>>> from online_em.stats import SufficientStatistics
+>>> X = np.array([[0.0], [1.0], [10.0], [11.0]])
+>>> resp = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+>>> stats = SufficientStatistics.from_batch(X, resp, np.zeros(1), "full").average()
+>>> merged = merge(stats, 0, 1)
+>>> merged.s0.tolist(), (merged.s1[0] / merged.s0[0]).tolist()  # the mean of all four points
+([1.0, 0.0], [5.5])
+
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .stats import MixtureParameters, SufficientStatistics
+
+__all__ = ["CHECK_EVERY", "MERGE_AGE", "PRUNE_AGE", "best_merge", "birth", "full_covariances", "merge",
+           "merge_cost", "merge_penalty", "prune"]
+
+# The model looks for merges and prunes every this many points learned,
+CHECK_EVERY = 500
+# among components at least this many points old (merges),
+MERGE_AGE = 500
+# and prunes a component under the weight floor once it is this many points old.
+PRUNE_AGE = 1000
+# Pairs whose means lie further apart than this (squared Mahalanobis distance under either
+# component) are not worth the divergence estimate: one Gaussian explains them badly.
+MERGE_SCREEN = 16.0
+
+# Points per component at which `merge_cost` estimates the divergence (a fixed Sobol-like set:
+# a seeded standard normal sample, drawn once).
+KL_POINTS = 256
+_STANDARD = np.random.default_rng(20091).standard_normal((KL_POINTS, 64))
+
+
+def _moments(stats: SufficientStatistics, k: int) -> tuple[float, np.ndarray, np.ndarray]:
+    """Component k's mass, mean about the shift and second moment per unit of mass."""
+    mass = float(stats.s0[k])
+    return mass, stats.s1[k] / mass, (stats.s2 if stats.covariance_type == "tied" else stats.s2[k]) / mass
+
+
+def prune(stats: SufficientStatistics, k: int) -> SufficientStatistics:
+    """The statistics without component k: it becomes inactive, the others keep their moments
+    and share its weight in proportion to theirs."""
+    out = stats.copy()
+    left = 1.0 - float(out.s0[k])
+    if out.covariance_type == "tied":
+        within = out.s2 - _explained(out)
+    out.s0[k] = 0.0
+    out.s1[k] = 0.0
+    if out.covariance_type != "tied":
+        out.s2[k] = 0.0
+    if left > 0.0:
+        out.s0 /= left
+        out.s1 /= left
+        if out.covariance_type != "tied":
+            out.s2 /= left
+    if out.covariance_type == "tied":
+        out.s2 = within + _explained(out)
+    return out
+
+
+def merge(stats: SufficientStatistics, keep: int, drop: int) -> SufficientStatistics:
+    """The statistics with component `drop` merged into `keep` (`drop` becomes inactive)."""
+    out = stats.copy()
+    out.s0[keep] += out.s0[drop]
+    out.s1[keep] += out.s1[drop]
+    out.s0[drop] = 0.0
+    out.s1[drop] = 0.0
+    if out.covariance_type != "tied":  # a tied s2 is the total second moment: merging keeps it
+        out.s2[keep] += out.s2[drop]
+        out.s2[drop] = 0.0
+    return out
+
+
+def birth(stats: SufficientStatistics, k: int, rows: np.ndarray, pooled: np.ndarray) -> SufficientStatistics:
+    """The statistics with the points `rows` (j, D) learned as a new component k (inactive
+    before): their mean, and their covariance shrunk toward `pooled` (D, D) with D + 1
+    pseudo-points (`pooled` in the shape of one full covariance)."""
+    rows = np.asarray(rows, dtype=np.float64)
+    j, D = rows.shape
+    out = stats.copy()
+    total = out.count + j
+    share = j / total
+    keep = out.count / total
+    out.s0 *= keep
+    out.s1 *= keep
+    out.s2 = out.s2 * keep
+    mean = rows.mean(axis=0)
+    centred = rows - mean
+    cov = (centred.T @ centred + (D + 1) * pooled) / (j + D + 1)
+    d = mean - out.shift
+    out.s0[k] = share
+    out.s1[k] = share * d
+    cov_type = out.covariance_type
+    if cov_type == "full":
+        out.s2[k] = share * (cov + np.outer(d, d))
+    elif cov_type == "diag":
+        out.s2[k] = share * (np.diag(cov) + d * d)
+    elif cov_type == "spherical":
+        out.s2[k] = share * (np.trace(cov) + d @ d)
+    else:
+        out.s2 += share * (centred.T @ centred / j + np.outer(d, d))
+    out.count = total
+    return out
+
+
+def _explained(stats: SufficientStatistics) -> np.ndarray:
+    """Tied statistics: the part of the total second moment the component means explain."""
+    live = stats.s0 > 0.0
+    means = stats.s1[live] / stats.s0[live, None]
+    return (means.T * stats.s0[live]) @ means
+
+
+def merge_penalty(covariance_type: str, n_features: int, n_points: float) -> float:
+    """The log-likelihood a merge may cost: half the parameters of one component times log N
+    (BIC's price of the component the merge saves)."""
+    D = n_features
+    per_component = {"full": D * (D + 1) // 2, "diag": D, "spherical": 1, "tied": 0}[covariance_type] + D + 1
+    return 0.5 * per_component * math.log(max(n_points, 2.0))
+
+
+def merge_cost(params: MixtureParameters, i: int, j: int, n_i: float, n_j: float) -> float:
+    """(n_i + n_j) KL(p || q): p the two components' mixture (weights n_i, n_j), q the Gaussian
+    with p's mean and covariance. Estimated on KL_POINTS fixed points drawn from each component."""
+    D = params.n_features
+    if D > _STANDARD.shape[1]:
+        z = np.random.default_rng(20091).standard_normal((KL_POINTS, D))
+    else:
+        z = _STANDARD[:, :D]
+    w = np.array([n_i, n_j]) / (n_i + n_j)
+    means = params.means[[i, j]]
+    covs = full_covariances(params, (i, j))
+    points = [means[c] + z @ np.linalg.cholesky(covs[c]).T for c in range(2)]
+    mean = w @ means
+    cov = sum(w[c] * (covs[c] + np.outer(means[c] - mean, means[c] - mean)) for c in range(2))
+    divergence = 0.0
+    for c in range(2):
+        log_p = np.logaddexp(math.log(w[0]) + _log_normal(points[c], means[0], covs[0]),
+                             math.log(w[1]) + _log_normal(points[c], means[1], covs[1]))
+        divergence += w[c] * float(np.mean(log_p - _log_normal(points[c], mean, cov)))
+    return (n_i + n_j) * max(divergence, 0.0)
+
+
+def best_merge(params: MixtureParameters, masses: np.ndarray, born: np.ndarray, t: int) -> tuple[int, int] | None:
+    """The pair (keep, drop) of active components, both at least MERGE_AGE points old, whose
+    `merge_cost` is lowest and below `merge_penalty`; the heavier keeps its index. None if no
+    pair qualifies."""
+    live = np.flatnonzero((params.weights > 0) & (born >= 0) & (t - born >= MERGE_AGE))
+    if len(live) < 2:
+        return None
+    penalty = merge_penalty(params.covariance_type, params.n_features, float(masses.sum()))
+    d2 = params.mahalanobis(params.means[live])[:, live]  # row: mean of i, column: component j
+    best, best_cost = None, penalty
+    for a in range(len(live)):
+        for b in range(a + 1, len(live)):
+            if min(d2[a, b], d2[b, a]) > MERGE_SCREEN:
+                continue
+            i, j = int(live[a]), int(live[b])
+            cost = merge_cost(params, i, j, float(masses[i]), float(masses[j]))
+            if cost < best_cost:
+                best, best_cost = (i, j) if masses[i] >= masses[j] else (j, i), cost
+    return best
+
+
+def full_covariances(params: MixtureParameters, components) -> np.ndarray:
+    """The covariances of these components as full (n, D, D) matrices, whatever the type."""
+    K, D = params.means.shape
+    cov = params.covariances
+    if params.covariance_type == "full":
+        return cov[list(components)]
+    if params.covariance_type == "tied":
+        return np.broadcast_to(cov, (len(components), D, D))
+    if params.covariance_type == "diag":
+        return np.stack([np.diag(cov[k]) for k in components])
+    return np.stack([cov[k] * np.eye(D) for k in components])
+
+
+def _log_normal(X: np.ndarray, mean: np.ndarray, cov: np.ndarray) -> np.ndarray:
+    chol = np.linalg.cholesky(cov)
+    z = np.linalg.solve(chol, (X - mean).T)
+    return -0.5 * (z * z).sum(axis=0) - np.log(np.diag(chol)).sum() - 0.5 * len(mean) * math.log(2 * math.pi)

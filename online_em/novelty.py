@@ -1,0 +1,127 @@
+"""Novel points and the birth test: when to start a new component.
+
+While the model has a free (inactive) component slot, every point is tested against the active
+components before it is learned: it is **novel** when its squared Mahalanobis distance to every
+one of them exceeds the chi-square quantile `chi2_quantile(D, level)` (level 0.999: one point in a
+thousand of a well-fitted mixture is novel by chance, at most). Novel points are held back, not
+learned, so that they do not drag the existing components toward a region none of them explains.
+
+A **birth** is due when the j most recent held points came within a span of L stream points that
+chance would not explain: at least `min_birth_points(D)` points (10 + D) and
+``P(Poisson(2 (1 - level) L) >= j) < BIRTH_P_VALUE`` (twice the chance rate, for slack). Held points
+that wait longer than `HOLD_POINTS` stream points without a birth are learned as ordinary points
+(isolated outliers never make a component).
+
+>>> round(chi2_quantile(1, 0.999), 2), round(chi2_quantile(2, 0.999), 2), round(chi2_quantile(10, 0.999), 1)
+(10.83, 13.82, 29.8)
+>>> held = HeldPoints()
+>>> for t in range(100, 111):
+...     held.add(t, [40.0 + (t % 3)])
+>>> held.due(now=111, n_features=1, level=0.999)  # 11 novel points in a row: a new component
+11
+
+"""
+
+from __future__ import annotations
+
+import math
+
+__all__ = ["BIRTH_P_VALUE", "HOLD_POINTS", "HeldPoints", "chi2_quantile", "min_birth_points", "poisson_tail"]
+
+BIRTH_P_VALUE = 1e-6
+HOLD_POINTS = 2000
+# The normal quantile of the default level, 0.999 (Wilson-Hilferty needs only this one).
+_Z = {0.999: 3.090232306167813}
+
+
+def chi2_quantile(n_features: int, level: float) -> float:
+    """The chi-square quantile with `n_features` degrees of freedom: exact for one and two,
+    else by Wilson and Hilferty's cube-root approximation (within 1% from three on)."""
+    if n_features == 1:
+        return _normal_quantile(0.5 + 0.5 * level) ** 2
+    if n_features == 2:
+        return -2.0 * math.log1p(-level)
+    z = _Z.get(level)
+    if z is None:
+        z = _normal_quantile(level)
+    k = float(n_features)
+    c = 2.0 / (9.0 * k)
+    return k * (1.0 - c + z * math.sqrt(c)) ** 3
+
+
+def _normal_quantile(p: float) -> float:
+    """The standard normal quantile, by bisection on erfc (a handful of calls per model)."""
+    lo, hi = -40.0, 40.0
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if 0.5 * math.erfc(-mid / math.sqrt(2.0)) < p:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
+def min_birth_points(n_features: int) -> int:
+    """The fewest held points a birth takes: enough for a rough mean and covariance."""
+    return 10 + n_features
+
+
+def poisson_tail(rate: float, j: int) -> float:
+    """P(Poisson(rate) >= j), summed from the j-th term up (accurate in the far tail)."""
+    if rate <= 0.0:
+        return 0.0 if j > 0 else 1.0
+    log_term = -rate + j * math.log(rate) - math.lgamma(j + 1)
+    total, i = 0.0, j
+    while True:
+        term = math.exp(log_term)
+        total += term
+        i += 1
+        log_term += math.log(rate) - math.log(i)
+        if term < 1e-17 * total or i > j + 10_000:
+            return min(1.0, total)
+
+
+class HeldPoints:
+    """The novel points held back: (stream position, row) pairs, oldest first."""
+
+    def __init__(self, items: list | None = None):
+        self.items: list[tuple[int, list[float]]] = [(int(t), list(row)) for t, row in items or []]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def add(self, t: int, row: list[float]) -> None:
+        self.items.append((t, row))
+
+    def due(self, now: int, n_features: int, level: float) -> int:
+        """How many of the most recent held points a birth should take now (0: none is due)."""
+        j_min = min_birth_points(n_features)
+        n = len(self.items)
+        if n < j_min:
+            return 0
+        rate = 2.0 * (1.0 - level)
+        for j in range(n, j_min - 1, -1):  # the most points that pass the test
+            span = now - self.items[n - j][0]
+            if poisson_tail(rate * span, j) < BIRTH_P_VALUE:
+                return j
+        return 0
+
+    def take_recent(self, j: int) -> list[list[float]]:
+        """Remove and return the j most recent rows."""
+        rows = [row for _, row in self.items[len(self.items) - j:]]
+        del self.items[len(self.items) - j:]
+        return rows
+
+    def take_expired(self, now: int) -> list[list[float]]:
+        """Remove and return the rows held for more than HOLD_POINTS stream points."""
+        n = 0
+        while n < len(self.items) and now - self.items[n][0] > HOLD_POINTS:
+            n += 1
+        rows = [row for _, row in self.items[:n]]
+        del self.items[:n]
+        return rows
+
+    def take_all(self) -> list[list[float]]:
+        rows = [row for _, row in self.items]
+        self.items = []
+        return rows

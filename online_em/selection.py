@@ -1,0 +1,83 @@
+"""How many components a buffer supports: batch fits of 1, 2, ... components, the best by
+Akaike's information criterion, padded with inactive components up to the maximum.
+
+An inactive component has no mass (statistics all zero): weight 0, never responsible for a
+point, never predicted; the model may give birth to a component in its slot later
+(`online_em.moves`). AIC rather than BIC, because BIC's penalty is too heavy for the small data
+sets a mixture is often fitted to: on standardised iris and wine (3 classes, 4 and 13 features,
+full covariances) BIC prefers 2 components, AIC 3, as the classes are; on 500 points of one
+Gaussian, AIC chose one component in 20 seeds out of 20, and on three well-separated 2-D blobs
+three in 5 out of 5.
+
+>>> import numpy as np
+>>> rng = np.random.default_rng(0)
+>>> X = np.concatenate([rng.normal(0, 1, (200, 1)), rng.normal(10, 1, (100, 1))])
+>>> fit = select_fit(X, 4, "full", reg_covar=1e-6, rng=np.random.default_rng(1))
+>>> sorted(fit.statistics.s0.round().tolist(), reverse=True)  # two found, two slots left inactive
+[200.0, 100.0, 0.0, 0.0]
+
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from .init import BufferFit, fit_buffer, n_parameters
+from .prior import CovariancePrior
+from .stats import SufficientStatistics
+
+__all__ = ["akaike", "padded", "select_fit"]
+
+# The search over the number of components stops once the criterion has risen this many times in
+# a row (mixtures' criteria are not always unimodal in K, but rarely fall again after two rises).
+PATIENCE = 2
+
+
+def akaike(fit: BufferFit, n_points: int, n_components: int) -> float:
+    """Akaike's information criterion of a fit of `n_points` points: lower is better."""
+    stats = fit.statistics
+    p = n_parameters(stats.covariance_type, n_components, stats.n_features)
+    return -2.0 * fit.log_likelihood * n_points + 2.0 * p
+
+
+def padded(stats: SufficientStatistics, n_components: int) -> SufficientStatistics:
+    """The statistics with inactive (all-zero) components added up to `n_components`."""
+    extra = n_components - stats.n_components
+    if extra <= 0:
+        return stats
+    s2 = stats.s2
+    if stats.covariance_type != "tied":
+        s2 = np.concatenate([s2, np.zeros((extra,) + s2.shape[1:])])
+    return SufficientStatistics(
+        stats.covariance_type, stats.shift, np.concatenate([stats.s0, np.zeros(extra)]),
+        np.concatenate([stats.s1, np.zeros((extra, stats.n_features))]), s2, stats.count,
+    )
+
+
+def select_fit(
+    X: np.ndarray,
+    max_components: int,
+    covariance_type: str,
+    reg_covar: float,
+    rng: np.random.Generator,
+    n_init: int = 3,
+    max_iter: int = 100,
+    prior: CovariancePrior | None = None,
+) -> BufferFit:
+    """The fit of X (`online_em.init.fit_buffer`) with the number of components, at most
+    `max_components` and at most one per point, that minimises `akaike`; its statistics padded
+    to `max_components` components, the first ones active."""
+    X = np.asarray(X, dtype=np.float64)
+    best, best_score, rises, previous = None, np.inf, 0, np.inf
+    for k in range(1, min(max_components, len(X)) + 1):
+        fit = fit_buffer(X, k, covariance_type, reg_covar, rng, n_init=n_init, max_iter=max_iter, prior=prior)
+        score = akaike(fit, len(X), k)
+        if score < best_score:
+            best, best_score = fit, score
+        rises = rises + 1 if score >= previous else 0
+        previous = score
+        if rises >= PATIENCE:
+            break
+    return dataclasses.replace(best, statistics=padded(best.statistics, max_components))

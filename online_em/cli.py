@@ -47,7 +47,7 @@ __all__ = ["cli", "main"]
 
 _PROG = "online-em"
 # The model's defaults, as the command line shows them (tests/test_cli.py checks they agree).
-_DEFAULTS = {"n_components": 2, "covariance_type": "full", "alpha": 0.6, "warm_up": None}
+_DEFAULTS = {"n_components": 2, "covariance_type": "full", "alpha": 0.8, "warm_up": None, "adaptive": True}
 
 
 def _error(message: str) -> None:
@@ -89,6 +89,7 @@ _MODEL_OPTIONS = {  # option name -> the model's hyper-parameter
     "covariance_type": "covariance_type",
     "alpha": "alpha",
     "warm_up": "warm_up",
+    "adaptive": "adaptive",
     "seed": "seed",
 }
 
@@ -97,12 +98,16 @@ def _model_options(function):
     defaults = _DEFAULTS
     options = [
         click.option("-k", "--components", type=click.IntRange(min=1), default=defaults["n_components"],
-                     show_default=True, help="Number of mixture components (at most --warm-up)."),
+                     show_default=True,
+                     help="Most mixture components (at most --warm-up); with --fixed-components, exactly."),
+        click.option("--adaptive/--fixed-components", default=defaults["adaptive"], show_default=True,
+                     help="Components are born, merged and pruned as the stream calls for, up to -k; "
+                          "or exactly -k components."),
         click.option("--covariance-type", type=click.Choice(["full", "diag", "spherical", "tied"]),
                      default=defaults["covariance_type"], show_default=True,
                      help="Shape of the covariances, as in scikit-learn."),
         click.option("--alpha", type=click.FloatRange(0.5, 1.0, min_open=True), default=defaults["alpha"],
-                     show_default=True, help="Decay of the step size t**-alpha, in (0.5, 1]."),
+                     show_default=True, help="Decay of each component's step on its own clock (its mass), in (0.5, 1]."),
         click.option("--warm-up", type=click.IntRange(min=2), default=None,
                      help="Points buffered and fitted in batch before the streaming updates "
                           "(default: 100 per free parameter of the mixture, 500 to 20,000)."),
@@ -234,6 +239,8 @@ def _summary(model: OnlineGaussianMixture) -> dict:
         "features": model.feature_names_in_,
         "n_samples_seen": model.n_samples_seen,
         "is_initialised": model.is_initialised,
+        "active": [int(k) for k in np.flatnonzero(model.weights_ > 0)],
+        "moves": model.moves_,
         "weights": model.weights_.tolist(),
         "means": model.means_.tolist(),
         "std": std.tolist(),
@@ -285,14 +292,19 @@ def show(state, as_json):
     header = ["component", "weight"]
     header += ["mean", "std"] if single else [f"mean[{f}]" for f in features] + [f"std[{f}]" for f in features]
     rows = [header]
-    for k in range(model.n_components):
+    active = summary["active"]
+    if len(active) < model.n_components:
+        moves = summary["moves"]
+        click.echo(f"active components: {len(active)} of at most {model.n_components}   births: {moves['births']}   "
+                   f"merges: {moves['merges']}   prunes: {moves['prunes']}")
+    for k in active:
         rows.append([str(k), "%.4f" % summary["weights"][k]]
                     + [_number(v) for v in summary["means"][k]] + [_number(v) for v in summary["std"][k]])
     click.echo(_table(rows))
     if model.covariance_type in ("full", "tied") and not single:
         covariances = summary["covariances"]
         blocks = [("tied covariance", covariances)] if model.covariance_type == "tied" else [
-            (f"covariance of component {k}", c) for k, c in enumerate(covariances)]
+            (f"covariance of component {k}", covariances[k]) for k in active]
         for title, matrix in blocks:
             click.echo(f"\n{title}:")
             click.echo(_table([[""] + [str(f) for f in features]]

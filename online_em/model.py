@@ -33,9 +33,13 @@ class OnlineGaussianMixture(base.Clusterer):
 
     The model keeps running averages of each component's sufficient statistics (mass, first and
     second moments) and blends every new point's (or mini-batch's) expected statistics into them
-    with a decaying step size ``gamma_t = t ** -alpha``, where t counts points (Cappé & Moulines,
-    2009; Liang & Klein, 2009). The parameters are recovered from the statistics after each update,
-    so the model never refits from scratch.
+    (Cappé & Moulines, 2009; Liang & Klein, 2009), so it never refits from scratch. The masses
+    are exact running averages: the weights are each component's share of all the points seen,
+    whatever their order. Each component's moments learn on its own clock, its mass: a share r of
+    a point moves them by about ``r * n ** -alpha`` for a component of mass n (`online_em.steps`),
+    so a component whose points all came early keeps them. The E-step weighs the components by
+    their recent share of the points (recency masses on the global clock t ** -0.6, at least 1%
+    of their weight), so that a component born late claims its region at once.
 
     Until `warm_up` points have arrived, the model is batch EM on the points it buffers: what it
     reports (weights, means, covariances, `predict_many`, `score_many`, `save`) is a converged
@@ -44,9 +48,22 @@ class OnlineGaussianMixture(base.Clusterer):
     predictions during the warm-up use the same kind of fit, refreshed each time the buffer has
     grown by a quarter (see `online_em.warmup`). A stream shorter than the warm-up therefore gets
     what batch EM gets. When the buffer is full, its fit becomes the running statistics and the
-    streaming updates begin, with the step counter at the number of points already seen. From
-    `average_after` points on, the parameters that the model reports and predicts with are the
-    Polyak average of the statistics' iterates, which removes most of the noise of the steps.
+    streaming updates begin. From `average_after` points on, the means and covariances that the
+    model reports and predicts with are the Polyak average of the statistics' iterates, which
+    removes most of the noise of the steps.
+
+    With `adaptive` (the default), `n_components` is the *maximum* number of components, as in
+    scikit-learn's BayesianGaussianMixture. The warm-up's fits choose how many the buffer
+    supports, by Akaike's criterion (`online_em.selection`); the other slots are inactive:
+    weight 0, never predicted. While a slot is free, a point far from every component (beyond
+    the `novelty_level` quantile of the chi-square distribution) is held back rather than
+    learned, and when more such points arrive than chance explains, they start a new component
+    in the lowest free slot (`online_em.novelty`). Every 500 points, a component whose weight
+    has fallen under `prune_weight` is removed, and a pair of components that one Gaussian
+    explains almost as well (by a BIC-sized margin) is merged (`online_em.moves`). **Labels stay
+    stable**: a surviving component keeps its index, a merged pair keeps the heavier one's, a
+    newborn takes the lowest free index; the first fit numbers its components heaviest first.
+    `adaptive=False` keeps exactly `n_components` components (a collapsed one is re-seeded).
 
     Parameters
     ----------
@@ -56,8 +73,10 @@ class OnlineGaussianMixture(base.Clusterer):
         ``'full'`` (one full matrix each), ``'diag'``, ``'spherical'`` (one variance each) or
         ``'tied'`` (one full matrix shared by all components), as in scikit-learn.
     alpha
-        Decay of the step size, in (0.5, 1]. 1 is the exact running average of EM statistics;
-        smaller values forget the early, poorly fitted statistics faster.
+        Decay of each component's step on its own clock, in (0.5, 1]. 1 is the exact running
+        average of its EM statistics; smaller values forget the early, poorly fitted ones faster.
+        (0.8 measured best on the tutorial in its own order: 0.6 let the first process's
+        component be dragged 1.8 toward the second.)
     warm_up
         Number of points buffered (and fitted in batch) before the streaming updates begin.
         ``None`` (the default) scales it with the model: 100 points per free parameter of the
@@ -88,6 +107,15 @@ class OnlineGaussianMixture(base.Clusterer):
     init_max_iter
         Maximum number of EM iterations of each start (EM stops earlier once the mean
         log-likelihood per point changes by less than 1e-3, as scikit-learn's default).
+    adaptive
+        True: `n_components` is the maximum, and components are born, merged and pruned as the
+        stream calls for; False: exactly `n_components` components.
+    prune_weight
+        A component whose weight falls under this (and is 1,000 points old) is removed; ``None``
+        means ``min(0.01, 0.1 / n_components)``.
+    novelty_level
+        A point is novel (held back, a candidate for a new component) when its Mahalanobis
+        distance to every component exceeds this quantile of the chi-square distribution.
     seed
         Random seed for the initialisation and re-seeding.
 
@@ -102,7 +130,11 @@ class OnlineGaussianMixture(base.Clusterer):
     centers : dict
         ``{component: {feature: mean}}``, as River's clusterers report them.
     n_samples_seen : int
-        Points learned so far.
+        Points seen so far (learned, or held back as novel).
+    n_active_components_ : int
+        Components with a weight above 0.
+    moves_ : dict
+        How many births, merges and prunes the model has made.
 
     Examples
     --------
@@ -789,6 +821,16 @@ class OnlineGaussianMixture(base.Clusterer):
     def warm_up_remaining(self) -> int:
         """How many more points the model buffers before its initial fit (0 once initialised)."""
         return 0 if self._stats is not None else self.warm_up_size - len(self._buffer)
+
+    @property
+    def n_active_components_(self) -> int:
+        """How many components are live (weight above 0); the others are free slots."""
+        return int(np.count_nonzero(self._parameters.weights))
+
+    @property
+    def moves_(self) -> dict[str, int]:
+        """How many births, merges and prunes the model has made."""
+        return dict(self._moves)
 
     @property
     def weights_(self) -> np.ndarray:

@@ -89,7 +89,7 @@ class StateFileError(ValueError):
     >>> loads('{"format": "online-em/model", "version": 99}')
     Traceback (most recent call last):
     ...
-    online_em.persistence.StateFileError: unsupported version 99 (this library reads versions 1 to 2)
+    online_em.persistence.StateFileError: unsupported version 99 (this library reads versions 1 to 3)
 
     """
 
@@ -457,12 +457,11 @@ def from_dict(state: typing.Any) -> OnlineGaussianMixture:
     elif average is not None:
         raise StateFileError("'average' is set but 'average_weights' is null")
 
-    recency, structure = _structure(state, version, stats, K, D, t)
-
     try:
         check_state_numbers(stats=stats, average=average, t=t, buffer=buffer_array)
     except ValueError as error:
         raise StateFileError(f"impossible state: {error}") from None
+    recency, structure = _structure(state, version, stats, K, D, t)
 
     rng_state = state["rng"]
     if not isinstance(rng_state, dict) or rng_state.get("bit_generator") != "PCG64":

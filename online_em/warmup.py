@@ -128,11 +128,15 @@ class WarmUpFits:
         fit = max(candidates, key=lambda f: f.log_likelihood)
         stats = fit.statistics
         params = map_parameters(stats, prior, self.reg_covar)
+        # The first fit numbers its components heaviest first (inactive ones last), later fits
+        # match the one before.
         if before is not None:
             order = match_components(before.parameters.means, params.means, X,
                                      before.statistics.s0 > 0, stats.s0 > 0)
-            stats = permuted(stats, order)
-            params = map_parameters(stats, prior, self.reg_covar)
+        else:
+            order = np.argsort(-stats.s0, kind="stable")
+        stats = permuted(stats, order)
+        params = map_parameters(stats, prior, self.reg_covar)
         return _Fit(stats, params, prior, n if fresh else before.fresh_at)
 
     def _chain(self, rows, n: int) -> int:

@@ -76,7 +76,7 @@ def test_one_value_repeated_10000_times_after_real_data(covariance_type):
     for model in _learn_both_ways(X, covariance_type, n_components=3):
         assert_sound(model, X)
         # most mass ends on the repeated value, with a variance at the reg_covar floor
-        assert np.min(np.abs(model.means_[:, 0] - 7.0)) < 1e-6
+        assert np.min(np.abs(model.means_[:, 0] - 7.0)) < 1e-4  # (the Polyak average of converging iterates)
 
 
 @pytest.mark.parametrize("scale", [1e-150, 1e150])
@@ -108,12 +108,13 @@ def test_values_too_large_to_square_are_rejected_with_a_clear_error():
 
 
 def test_starved_components_keep_their_share_not_nan():
-    """Three components on a stream that turns into one tight cluster: the unused components keep
-    their means and fall to their share of all the points (300 of 400,900 each), never NaN."""
+    """Three components (exactly: not adaptive) on a stream that turns into one tight cluster: the
+    unused components keep their means and fall to their share of all the points (300 of 400,900
+    each), never NaN. (An adaptive model prunes them: see test_structure.)"""
     rng = np.random.default_rng(3)
     start = np.concatenate([rng.normal(-20, 1, (300, 1)), rng.normal(0, 1, (300, 1)), rng.normal(20, 1, (300, 1))])
     later = rng.normal(0, 1, (400_000, 1))
-    model = OnlineGaussianMixture(n_components=3, covariance_type="diag", warm_up=900, seed=0)
+    model = OnlineGaussianMixture(n_components=3, covariance_type="diag", warm_up=900, adaptive=False, seed=0)
     model.learn_many(start[rng.permutation(900)])
     for chunk in np.array_split(later, 400):
         model.learn_many(chunk)

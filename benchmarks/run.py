@@ -20,7 +20,10 @@ Sections:
 6. scaling: time per point of ``learn_many`` against K and D, diag and full (table and PNG);
 7. real data: clustering quality (ARI, held-out log-likelihood) on data sets that ship with
    scikit-learn and River, against their mixtures and clusterers (``real_data.py``, which also
-   runs alone).
+   runs alone);
+9. anomaly detection: test-then-train ROC AUC of ``GaussianMixtureScorer`` against River's
+   ``HalfSpaceTrees`` on a synthetic 2-D stream and on River's Shuttle (``anomaly_bench.py``,
+   which also runs alone).
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ from cases import (  # noqa: E402
     tutorial_stream,
 )
 
+import anomaly_bench  # noqa: E402
 import real_data  # noqa: E402
 
 import online_em  # noqa: E402
@@ -86,6 +90,8 @@ class Sizes:
     case_budget: float  # seconds: past it a case stops repeating (once it has its minimum)
     real_data_sets: tuple[str, ...]
     real_data_seeds: int
+    anomaly_points: int | None  # None: every point of each stream
+    anomaly_seeds: int
 
 
 FULL = Sizes(
@@ -96,6 +102,7 @@ FULL = Sizes(
     scaling_K=(2, 4, 8, 16, 32, 64), scaling_D=(1, 2, 5, 10, 20, 50, 100),
     case_budget=60.0,
     real_data_sets=real_data.DATASETS, real_data_seeds=3,
+    anomaly_points=None, anomaly_seeds=3,
 )
 QUICK = Sizes(
     per_point=1_000, per_point_repeats=1,
@@ -105,6 +112,7 @@ QUICK = Sizes(
     scaling_K=(2, 8), scaling_D=(1, 10),
     case_budget=5.0,
     real_data_sets=real_data.QUICK_DATASETS, real_data_seeds=1,
+    anomaly_points=anomaly_bench.QUICK_POINTS, anomaly_seeds=1,
 )
 
 
@@ -754,6 +762,24 @@ def bench_real_data(report: Report, sizes: Sizes) -> None:
     report.section("7. Real data, against scikit-learn and River", lines)
 
 
+# ---------------------------------------------------------------------------------- 9. anomalies
+
+
+def bench_anomaly(report: Report, sizes: Sizes) -> None:
+    cells = anomaly_bench.run(seeds=tuple(range(sizes.anomaly_seeds)), n=sizes.anomaly_points)
+    for dataset, met in anomaly_bench.verdicts(cells):
+        ours, hst = ([r.auc for r in cells[(dataset, system)]] for system in ("ours", "hst"))
+        report.summary.append(Row(
+            "9. anomalies", dataset, f"AUC {np.mean(ours):.3f} (worst {min(ours):.3f})",
+            f"HalfSpaceTrees {np.mean(hst):.3f} (worst {min(hst):.3f})", float(np.mean(ours) / np.mean(hst)),
+            "mean and worst AUC >= HalfSpaceTrees'", met))
+    lines = [f"`python benchmarks/run.py --only anomaly` (or `python benchmarks/anomaly_bench.py`), "
+             f"{sizes.anomaly_seeds} seed(s)."]
+    for paragraph in anomaly_bench.__doc__.split("\n\n")[2:-1]:
+        lines += ["", paragraph]
+    report.section("9. Anomaly detection, against River's HalfSpaceTrees", lines + [""] + anomaly_bench.table(cells))
+
+
 READING = [
     "How to read this:",
     "",
@@ -811,7 +837,7 @@ def before_after(report: Report, path: str) -> list[str]:
 # ---------------------------------------------------------------------------------- main
 
 
-SECTIONS = ("per_point", "minibatch", "cli", "memory", "scaling", "real-data")
+SECTIONS = ("per_point", "minibatch", "cli", "memory", "scaling", "real-data", "anomaly")
 # The Dask comparison needs a cluster and its own script; its last results are copied into the report.
 DASK_RESULTS = os.path.join(HERE, "dask_results.md")
 
@@ -863,6 +889,8 @@ def main(argv: list[str] | None = None) -> int:
         bench_scaling(report, sizes, plot)
     if "real-data" in only:
         bench_real_data(report, sizes)
+    if "anomaly" in only:
+        bench_anomaly(report, sizes)
 
     elapsed = clock() - t0
     load_after = os.getloadavg()

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import typing
 
-__all__ = ["OnlineGaussianMixture", "SufficientStatistics", "MixtureParameters"]
+__all__ = ["GaussianMixtureScorer", "OnlineGaussianMixture", "SufficientStatistics", "MixtureParameters"]
 __version__ = "0.1.0"
 
 if typing.TYPE_CHECKING:  # pragma: no cover
+    from .anomaly import GaussianMixtureScorer
     from .model import OnlineGaussianMixture
     from .stats import MixtureParameters, SufficientStatistics
 
-_LAZY = {"OnlineGaussianMixture": "model", "SufficientStatistics": "stats", "MixtureParameters": "stats"}
+_LAZY = {
+    "GaussianMixtureScorer": "anomaly",
+    "OnlineGaussianMixture": "model",
+    "SufficientStatistics": "stats",
+    "MixtureParameters": "stats",
+}
 
 
 def __getattr__(name: str) -> typing.Any:

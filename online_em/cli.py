@@ -191,9 +191,11 @@ def _run(ctx: click.Context, files: tuple, options: dict, **how) -> None:
 @click.argument("files", nargs=-1, type=click.Path(exists=True, dir_okay=False, allow_dash=True))
 @_model_options
 @_input_options
-@click.option("--output", type=click.Choice(["label", "proba", "score", "json"]), default="label",
+@click.option("--output", type=click.Choice(["label", "proba", "score", "anomaly", "json"]), default="label",
               show_default=True, help="label: the component; proba: its probabilities; score: the log "
-                                      "density; json: all of them as a JSON object.")
+                                      "density; anomaly: the anomaly score in [0, 1], the share of the "
+                                      "model's mass denser than the record; json: all of them as a JSON "
+                                      "object.")
 @click.option("--echo", is_flag=True, help="Write the input record first, then a tab.")
 @click.option("--learn/--no-learn", default=True, show_default=True,
               help="Learn each record after labelling it, or label with a frozen model from --state.")

@@ -23,6 +23,7 @@ import click
 import numpy as np
 
 from . import validation
+from .anomaly import GaussianMixtureScorer
 from .cli import _MODEL_OPTIONS, _PROG, _error, _explicit, _load_state, _silence_stdout, _warn
 from .model import OnlineGaussianMixture
 from .records import DELIMITERS, RecordError, make_parser, parse_columns
@@ -189,10 +190,11 @@ def _fmt_score(value: float) -> bytes:
     return b"%.6f" % value
 
 
-def _fmt_json(label: int, proba, score: float) -> bytes:
+def _fmt_json(label: int, proba, score: float, anomaly: float) -> bytes:
     import json  # only --output json and show --json need it: not imported at start-up
 
-    return json.dumps({"label": int(label), "proba": list(proba), "score": float(score)}).encode()
+    return json.dumps({"label": int(label), "proba": list(proba), "score": float(score),
+                       "anomaly": float(anomaly)}).encode()
 
 
 class _Labeler:
@@ -220,6 +222,8 @@ class _Labeler:
         self.n_skipped = 0
         self._checkpointed = 0
         self._features = model.feature_names_in_ or None
+        # The anomaly score's calibration, drawn from the model (never saved: rebuilt after a load).
+        self.scorer = GaussianMixtureScorer.from_model(model) if output in ("json", "anomaly") else None
 
     # -- sources
 
@@ -378,7 +382,7 @@ class _Labeler:
         """The model's work for one record, as a function returning the output line (None for
         fit); the feature's name when a line is one number that float() reads, else None; and
         then the same work as a function of that number."""
-        model, guard, output, learn = self.model, self.guard, self.output, self.learn
+        model, guard, output, learn, scorer = self.model, self.guard, self.output, self.learn, self.scorer
         features = self._features
         key = features[0] if getattr(self.parser, "single", False) else None
 
@@ -411,15 +415,18 @@ class _Labeler:
                 if output is None:
                     model.learn_one(x)
                     return None
-                proba = model.predict_proba_one(x)
                 if output == "proba":
-                    text = _fmt_proba(proba.values())
+                    text = _fmt_proba(model.predict_proba_one(x).values())
                 else:
                     score = model.score_one(x)
                     if output == "score":
                         text = _fmt_score(score)
+                    elif output == "anomaly":
+                        text = _fmt_score(float(scorer.from_log_density(score)))
                     else:
-                        text = _fmt_json(max(proba, key=proba.get), proba.values(), score)
+                        proba = model.predict_proba_one(x)
+                        text = _fmt_json(max(proba, key=proba.get), proba.values(), score,
+                                         scorer.from_log_density(score))
                 if learn:
                     model.learn_one(x)
                 return text + b"\n"
@@ -525,11 +532,14 @@ class _Labeler:
                 texts = [_fmt_proba(row) for row in model.predict_proba_many(matrix).tolist()]
             elif output == "score":
                 texts = [_fmt_score(v) for v in model.score_many(matrix).tolist()]
+            elif output == "anomaly":
+                texts = [_fmt_score(v) for v in self.scorer.from_log_density(model.score_many(matrix)).tolist()]
             elif output == "json":
                 proba = model.predict_proba_many(matrix)
                 labels = proba.argmax(axis=1).tolist()
-                scores = model.score_many(matrix).tolist()
-                texts = [_fmt_json(k, p, s) for k, p, s in zip(labels, proba.tolist(), scores)]
+                scores = model.score_many(matrix)
+                anomalies = self.scorer.from_log_density(scores).tolist()
+                texts = [_fmt_json(k, p, s, a) for k, p, s, a in zip(labels, proba.tolist(), scores.tolist(), anomalies)]
             if self.learn:
                 model.learn_many(matrix)
         return texts

@@ -217,7 +217,7 @@ def test_a_damaged_state_file_is_a_clear_error_and_left_as_it_was(tmp_path, dama
     elif damage == "garbage":
         data = b"\x00\x01 not json"
     else:
-        data = data.replace(b'"version": 2', b'"version": 7')
+        data = data.replace(b'"version": 3', b'"version": 7')
     state.write_bytes(data)
     for command in (["label", "--state", str(state)], ["fit", "-", "--state", str(state)],
                     ["show", "--state", str(state)]):

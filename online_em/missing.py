@@ -118,13 +118,15 @@ def e_step(
     kinds = _Rows(X)
     log_norm = np.zeros(len(X))
     complete = kinds.complete
-    if resp is not None:
-        given = resp[complete]
-    elif len(complete):
-        given, log_norm[complete] = params.responsibilities(X[complete])
-    else:
-        given = np.zeros((0, params.n_components))
-    total = SufficientStatistics.from_batch(X[complete], given, params.shift, params.covariance_type)
+    total = None
+    if len(complete) or not kinds.n_incomplete:  # (statistics of no rows: zeros)
+        if resp is not None:
+            given = resp[complete]
+        elif len(complete):
+            given, log_norm[complete] = params.responsibilities(X[complete])
+        else:
+            given = np.zeros((0, params.n_components))
+        total = SufficientStatistics.from_batch(X[complete], given, params.shift, params.covariance_type)
     for rows in kinds.incomplete_chunks(params):
         part = _Incomplete(params, X[rows], fill=True)
         if resp is None:
@@ -132,7 +134,8 @@ def e_step(
             weights = np.exp(part.weighted_log_prob - log_norm[rows, None])
         else:
             weights = resp[rows]
-        total = total.merge(part.statistics(weights))
+        part = part.statistics(weights)
+        total = part if total is None else total.merge(part)
     total.count = float(len(complete) + kinds.n_incomplete)
     return total, log_norm[kinds.learned]
 
@@ -198,8 +201,7 @@ class _Incomplete:
             self.variances = var
             filled = deviation
         else:
-            patterns, self.pattern = np.unique(self.missing, axis=0, return_inverse=True)
-            self.pattern = self.pattern.ravel()
+            patterns, self.pattern = _unique_rows(self.missing)
             factor, regression, self.conditional = _pattern_factors(params.covariances, ~patterns, fill)
             inverse = factor[self.pattern]  # (n, K or 1, D, D)
             whitened = np.matmul(inverse, deviation[..., None])[..., 0]
@@ -237,6 +239,20 @@ class _Incomplete:
                 s2 = np.einsum("nk,nk->k", resp, np.einsum("nkd,nkd->nk", Z, Z)) + spread.sum(axis=1)
         assert s2.shape == second_moment_shape(cov_type, K, D)
         return SufficientStatistics(cov_type, params.shift, s0, s1, s2, float(len(Z)))
+
+
+def _unique_rows(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct rows of a boolean matrix (sorted) and the index of each row among them:
+    `np.unique(mask, axis=0, return_inverse=True)`, faster through an integer code per row."""
+    n, D = mask.shape
+    if n == 1:
+        return mask, np.zeros(1, dtype=np.intp)
+    if D > 62:
+        patterns, inverse = np.unique(mask, axis=0, return_inverse=True)
+        return patterns, inverse.ravel()
+    codes = mask @ (1 << np.arange(D - 1, -1, -1, dtype=np.int64))  # the first feature most significant
+    distinct, first, inverse = np.unique(codes, return_index=True, return_inverse=True)
+    return mask[first], inverse.ravel()
 
 
 def _pattern_factors(

@@ -48,6 +48,14 @@ class OnlineGaussianMixture(base.Clusterer):
     `average_after` points on, the parameters that the model reports and predicts with are the
     Polyak average of the statistics' iterates, which removes most of the noise of the steps.
 
+    **Missing values.** A feature absent from a point's dict, or whose value is ``None`` or NaN
+    (NaN in an array or a DataFrame, which may also lack a column) is missing: the point learns
+    and predicts through the marginal density of its observed features, and its statistics are
+    the exact EM ones (`online_em.missing`); a point with nothing observed is skipped
+    (`n_samples_skipped`). **Features that come and go**: a feature the model does not know is
+    ignored at inference; while learning it is added as a new dimension, as if it had been
+    missing from every earlier point (`online_em.features`).
+
     Parameters
     ----------
     n_components
@@ -130,6 +138,15 @@ class OnlineGaussianMixture(base.Clusterer):
     >>> proba = model.predict_proba_one({"value": 30.0})
     >>> sorted(proba), round(sum(proba.values()), 6)
     ([0, 1], 1.0)
+
+    A feature that appears later is learned from then on; a point without `value` still learns:
+
+    >>> for x in xs[:3000]:
+    ...     model.learn_one({"value": x, "double": 2 * x} if x > 30 else {"double": 2 * x})
+    >>> model.feature_names_in_, model.n_samples_skipped
+    (['double', 'value'], 0)
+    >>> model.predict_one({"double": 80.0}) == model.predict_one({"value": 40.0})
+    True
 
     References
     ----------
@@ -717,10 +734,12 @@ class OnlineGaussianMixture(base.Clusterer):
     def predict_one(self, x: dict) -> int:
         """The most probable component of x (by the marginal density of its observed features,
         if some are missing; by the weights alone if none is observed)."""
-        if self._engine is not None:
-            row = self._row(x)
-            if _complete(row):
-                return self._engine.predict(row)
+        engine = self._engine
+        if engine is not None:
+            row = validation.row_from_dict(x, self._features)
+            total = sum(row)  # `_complete`, inline: this is the hot path
+            if total - total == 0.0:
+                return engine.predict(row)
         return int(np.argmax(self._weighted_log_prob_one(x)))
 
     def predict_proba_one(self, x: dict) -> dict[int, float]:

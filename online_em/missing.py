@@ -9,9 +9,12 @@ conditional covariance Sigma_mm - Sigma_mo Sigma_oo^-1 Sigma_om to the second mo
 Jordan, 1994); with diagonal and spherical covariances the fill is mu_m and the addition the
 variances. This is the exact E-step of EM with values missing at random, never mean imputation.
 
-Rows are grouped by their pattern of missing values, so that each pattern costs a few array
-operations; rows with nothing observed are left out (the statistics' ``count`` is the number of
-rows learned); complete rows go through `MixtureParameters.expected_statistics` unchanged.
+A batch stays vectorised: full and tied covariances are factored once per pattern of missing
+values, all patterns in one stacked Cholesky (`_Incomplete`), and every incomplete row is then
+whitened and filled at once, in row chunks that bound the temporaries; diagonal structures need
+no factoring. Rows with nothing observed are left out (the statistics' ``count`` is the number of
+rows learned); complete rows go through `MixtureParameters.expected_statistics` unchanged (one
+``np.isnan`` test a batch decides).
 
 >>> import numpy as np
 >>> from online_em.stats import MixtureParameters

@@ -21,6 +21,9 @@ Sections:
 7. real data: clustering quality (ARI, held-out log-likelihood) on data sets that ship with
    scikit-learn and River, against their mixtures and clusterers (``real_data.py``, which also
    runs alone);
+8. missing values: held-out log-likelihood against the true density when 30% of the values are
+   missing, against dropping incomplete rows, mean imputation, complete data and batch EM
+   (``missing_values.py``, which also runs alone).
 9. anomaly detection: test-then-train ROC AUC of ``GaussianMixtureScorer`` against River's
    ``HalfSpaceTrees`` on a synthetic 2-D stream and on River's Shuttle (``anomaly_bench.py``,
    which also runs alone).
@@ -54,6 +57,7 @@ from cases import (  # noqa: E402
     tutorial_stream,
 )
 
+import missing_values  # noqa: E402
 import anomaly_bench  # noqa: E402
 import real_data  # noqa: E402
 
@@ -90,6 +94,8 @@ class Sizes:
     case_budget: float  # seconds: past it a case stops repeating (once it has its minimum)
     real_data_sets: tuple[str, ...]
     real_data_seeds: int
+    missing_rows: tuple[int, ...]
+    missing_seeds: int
     anomaly_points: int | None  # None: every point of each stream
     anomaly_seeds: int
 
@@ -102,6 +108,7 @@ FULL = Sizes(
     scaling_K=(2, 4, 8, 16, 32, 64), scaling_D=(1, 2, 5, 10, 20, 50, 100),
     case_budget=60.0,
     real_data_sets=real_data.DATASETS, real_data_seeds=3,
+    missing_rows=(5_000, 50_000), missing_seeds=3,
     anomaly_points=None, anomaly_seeds=3,
 )
 QUICK = Sizes(
@@ -112,6 +119,7 @@ QUICK = Sizes(
     scaling_K=(2, 8), scaling_D=(1, 10),
     case_budget=5.0,
     real_data_sets=real_data.QUICK_DATASETS, real_data_seeds=1,
+    missing_rows=(5_000,), missing_seeds=1,
     anomaly_points=anomaly_bench.QUICK_POINTS, anomaly_seeds=1,
 )
 
@@ -762,6 +770,19 @@ def bench_real_data(report: Report, sizes: Sizes) -> None:
     report.section("7. Real data, against scikit-learn and River", lines)
 
 
+# ---------------------------------------------------------------------------------- 8. missing values
+
+
+def bench_missing(report: Report, sizes: Sizes) -> None:
+    seeds = tuple(range(sizes.missing_seeds))
+    results = {n: missing_values.run(n, seeds) for n in sizes.missing_rows}
+    for t in missing_values.targets(results):
+        report.summary.append(Row(
+            "8. missing values", f"D=5, K=3, full, {t.n_train:,} rows, 30% missing", t.measured,
+            "the true density" if "truth" in t.what else "dropping incomplete rows", None, t.what, t.met))
+    report.section("8. Missing values (issue 11)", missing_values.report(results, seeds))
+
+
 # ---------------------------------------------------------------------------------- 9. anomalies
 
 
@@ -837,7 +858,7 @@ def before_after(report: Report, path: str) -> list[str]:
 # ---------------------------------------------------------------------------------- main
 
 
-SECTIONS = ("per_point", "minibatch", "cli", "memory", "scaling", "real-data", "anomaly")
+SECTIONS = ("per_point", "minibatch", "cli", "memory", "scaling", "real-data", "missing", "anomaly")
 # The Dask comparison needs a cluster and its own script; its last results are copied into the report.
 DASK_RESULTS = os.path.join(HERE, "dask_results.md")
 
@@ -889,6 +910,8 @@ def main(argv: list[str] | None = None) -> int:
         bench_scaling(report, sizes, plot)
     if "real-data" in only:
         bench_real_data(report, sizes)
+    if "missing" in only:
+        bench_missing(report, sizes)
     if "anomaly" in only:
         bench_anomaly(report, sizes)
 

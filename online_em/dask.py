@@ -12,6 +12,9 @@ partitions is learned in three moves:
    step of that many points (`OnlineGaussianMixture.apply_statistics`). The step counter is the
    driver's, advanced once per merged mini-batch.
 
+Rows may have missing values (NaN), as in `learn_many`; a dataframe must have a column for every
+feature of the model (it may be all missing).
+
 A mini-batch is one block, or `blocks_per_batch` consecutive blocks, and a pass visits them in
 order, so ``partial_fit(model, data)`` learns what ``model.learn_many(block)`` for each block in
 turn would (to rounding; the only difference is that a collapsed component is re-seeded by
@@ -53,6 +56,7 @@ import typing
 import dask
 import numpy as np
 
+from . import missing
 from .model import OnlineGaussianMixture, _sorted_features
 from .stats import SufficientStatistics
 
@@ -70,27 +74,28 @@ def _as_matrix(block: typing.Any, features: list | None) -> np.ndarray:
     return matrix[:, None] if matrix.ndim == 1 else matrix
 
 
-def _head(block: typing.Any, features: list | None, n: int):
-    """The first n rows of a block: a pandas DataFrame for dataframes, else an array."""
+def _head(block: typing.Any, features: list | None, start: int, n: int):
+    """n rows of a block from `start` on: a pandas DataFrame for dataframes, else an array."""
     if features is not None:
-        return block[features].iloc[:n]
-    return _as_matrix(block, None)[:n].copy()
+        return block[features].iloc[start : start + n]
+    return _as_matrix(block, None)[start : start + n].copy()
 
 
 def _block_statistics(block: typing.Any, payload: tuple, skip: int, index: int) -> SufficientStatistics:
     """E-step on one block: its summed statistics under the parameters in `payload`.
 
-    The first `skip` rows (those the model was initialised on) are left out.
+    The first `skip` rows (those the model was initialised on) are left out. NaN is a missing
+    value (rows with none observed are left out, and out of the count).
     """
     params, features = payload
     X = _as_matrix(block, features)[skip:]
-    if not np.isfinite(X).all():
-        row = int(np.argwhere(~np.isfinite(X))[0, 0])
+    if np.isinf(X).any():
+        row = int(np.argwhere(np.isinf(X))[0, 0])
         raise ValueError(
             f"block {index}, row {row + skip} has a value that is not finite: {X[row].tolist()}"
         )
-    # The same method as OnlineGaussianMixture.expected_statistics, so the sums agree exactly.
-    return params.expected_statistics(X)
+    # The same function as OnlineGaussianMixture.expected_statistics, so the sums agree exactly.
+    return missing.expected_statistics(params, X)
 
 
 def _merge_all(*parts: SufficientStatistics) -> SufficientStatistics:
@@ -167,16 +172,20 @@ def _check_options(blocks_per_batch: int, split_every: int) -> None:
 
 def _initialise(model: OnlineGaussianMixture, blocks: list, features: list | None, client) -> dict:
     """Feed the model the first rows of the data until it is initialised; only those rows come
-    to the driver. Returns how many leading rows of each block were used."""
+    to the driver (a few more when some have nothing observed, which the warm-up skips).
+    Returns how many leading rows of each block were used."""
     consumed: dict[int, int] = {}
     for i, block in enumerate(blocks):
+        consumed[i] = 0
+        while not model.is_initialised:
+            head = _compute(client, dask.delayed(_head, pure=False)(block, features, consumed[i],
+                                                                    model.warm_up_remaining))
+            if not len(head):
+                break
+            consumed[i] += len(head)
+            model.learn_many(head)
         if model.is_initialised:
             break
-        needed = model.warm_up_remaining
-        head = _compute(client, dask.delayed(_head, pure=False)(block, features, needed))
-        consumed[i] = len(head)
-        if len(head):
-            model.learn_many(head)
     return consumed
 
 

@@ -19,8 +19,9 @@ import dataclasses
 
 import numpy as np
 
+from . import missing
 from .prior import CovariancePrior
-from .stats import SufficientStatistics
+from .stats import MixtureParameters, SufficientStatistics
 
 __all__ = [
     "BufferFit", "batch_em", "default_warm_up", "fit_buffer", "kmeans", "kmeans_plusplus", "n_parameters", "refine",
@@ -58,8 +59,13 @@ def default_warm_up(covariance_type: str, n_components: int, n_features: int) ->
 
 
 def _scaled(X: np.ndarray) -> np.ndarray:
-    """X centred and divided by its largest deviation: squared distances stay finite near 1e150."""
-    centred = X - X.mean(axis=0)
+    """X centred and divided by its largest deviation: squared distances stay finite near 1e150.
+    A missing value (NaN) becomes 0, its feature's mean: for the k-means starts only, which
+    seed EM; the statistics never see such a fill."""
+    if missing.has_missing(X):
+        centred = np.nan_to_num(X - missing.column_moments(X)[0], nan=0.0)
+    else:
+        centred = X - X.mean(axis=0)
     scale = float(np.abs(centred).max()) or 1.0
     return centred / scale
 
@@ -156,9 +162,23 @@ def batch_em(
     prior: CovariancePrior | None = None,
 ) -> BufferFit:
     """(MAP) EM from initial responsibilities (N, K) until the mean log-likelihood changes by
-    less than `tol` (at most `max_iter` iterations, at least one)."""
-    stats = SufficientStatistics.from_batch(X, resp, shift, covariance_type)
+    less than `tol` (at most `max_iter` iterations, at least one). Rows may have missing values
+    (NaN): the first statistics then fill them under `missing.start_parameters` of the
+    responsibilities, and every E-step is `missing.e_step`."""
+    if missing.has_missing(X):
+        start = missing.start_parameters(X, resp, covariance_type, shift, reg_covar)
+        stats = missing.e_step(start, X, resp)[0]
+    else:
+        stats = SufficientStatistics.from_batch(X, resp, shift, covariance_type)
     return _iterate(X, stats, reg_covar, max_iter, tol, prior)
+
+
+def _e_step(params: MixtureParameters, X: np.ndarray) -> tuple[SufficientStatistics, np.ndarray]:
+    """The statistics of X under `params`, about their shift, and the rows' log densities."""
+    if missing.has_missing(X):
+        return missing.e_step(params, X)
+    resp, log_norm = params.responsibilities(X)
+    return SufficientStatistics.from_batch(X, resp, params.shift, params.covariance_type), log_norm
 
 
 def _iterate(X, stats, reg_covar, max_iter, tol, prior) -> BufferFit:
@@ -167,8 +187,7 @@ def _iterate(X, stats, reg_covar, max_iter, tol, prior) -> BufferFit:
     n_iter = 0
     for n_iter in range(1, max(1, max_iter) + 1):
         params = _m_step(stats, prior, reg_covar)
-        resp, log_norm = params.responsibilities(X)
-        stats = SufficientStatistics.from_batch(X, resp, stats.shift, stats.covariance_type)
+        stats, log_norm = _e_step(params, X)
         log_likelihood = float(log_norm.mean())
         if abs(log_likelihood - previous) < tol:
             break
@@ -191,10 +210,11 @@ def fit_buffer(
 
     Starts alternate between k-means (Lloyd's iterations from a greedy k-means++ seeding, as
     scikit-learn's default) and k-means++ seeds alone, each point given to its nearest centre.
-    The statistics are taken about the mean of X.
+    The statistics are taken about the mean of X (of its observed values, for rows with NaN
+    where values are missing).
     """
     X = np.asarray(X, dtype=np.float64)
-    shift = X.mean(axis=0)
+    shift = missing.column_moments(X)[0] if missing.has_missing(X) else X.mean(axis=0)
     Z = _scaled(X)  # the distances of both kinds of start, computed once
     candidates = []
     for start in range(max(1, n_init)):
@@ -217,8 +237,6 @@ def refine(
     """(MAP) EM on X from the parameters of `start` (summed statistics of other points, e.g. a
     fit of fewer of the same points), about the same shift: a warm start."""
     X = np.asarray(X, dtype=np.float64)
-    params = _m_step(start, prior, reg_covar)
-    resp, _ = params.responsibilities(X)
-    stats = SufficientStatistics.from_batch(X, resp, start.shift, start.covariance_type)
+    stats, _ = _e_step(_m_step(start, prior, reg_covar), X)
     return _iterate(X, stats, reg_covar, max_iter, tol, prior)
 

@@ -1,6 +1,8 @@
 """Saving and loading `OnlineGaussianMixture` models as versioned JSON.
 
-A model file is one JSON object (UTF-8), ``"format": "online-em/model"``, ``"version": 3`` (version 1 and 2 files still load):
+A model file is one JSON object (UTF-8), ``"format": "online-em/model"``, ``"version": 3``
+(version 1 files, from before the covariance prior, and version 2 files, from before missing
+values, exact weights and structural moves, still load):
 
 ``params``
     The hyper-parameters (``n_components``, ``covariance_type``, ``alpha``, ``warm_up``,
@@ -10,7 +12,8 @@ A model file is one JSON object (UTF-8), ``"format": "online-em/model"``, ``"ver
     The feature names in the model's order (JSON strings or integers, kept as they are), or
     ``null`` before the model has seen a point.
 ``buffer``
-    The warm-up points not yet fitted (a list of rows), empty once the model is initialised.
+    The warm-up points not yet fitted (a list of rows, ``null`` for a missing value; no row is
+    all ``null``), empty once the model is initialised.
 ``stats``, ``average``
     The running sufficient statistics and their Polyak average, ``null`` when absent; each an
     object ``{"covariance_type", "shift", "s0", "s1", "s2", "count"}`` of nested lists
@@ -21,12 +24,14 @@ A model file is one JSON object (UTF-8), ``"format": "online-em/model"``, ``"ver
 ``n_averaged``, ``pending_average``, ``t``, ``n_reseeds``
     How many points the average covers, how many learned points it has yet to take in (optional,
     0 when absent), the step counter (points learned) and the number of re-seeded components.
+``n_skipped``
+    Points skipped because none of their values was observed (optional, 0 when absent).
 ``rng``
     The state of the model's random generator (numpy's ``PCG64``).
 
 Floats are written with Python's shortest round-trip representation, so a loaded model is
 bit-for-bit the saved one and continues exactly as the uninterrupted model would. NaN and
-infinity are refused in both directions. `save` writes a temporary file in the destination folder
+infinity are refused in both directions (a missing value of the buffer is ``null``). `save` writes a temporary file in the destination folder
 and renames it over the destination, so a crash never leaves a half-written model (a symbolic link
 is followed: its target is replaced, within the target's folder); `check_writable` says beforehand
 whether it could. `load` never unpickles anything, and raises `StateFileError` (a `ValueError`)
@@ -70,8 +75,8 @@ __all__ = [
 FORMAT = "online-em/model"
 VERSION = 3
 # Version 1 files (before the covariance prior) load as models without a prior; version 1 and 2
-# files (before the weights were exact shares of all points) take the average's own weights and
-# count their points as the statistics' mass.
+# files (before missing values, exact weights and structural moves) hold no null, keep exactly
+# their components, take the average's own weights and count their points as the statistics' mass.
 _STRUCTURE_FREE = {"adaptive": False, "prune_weight": None, "novelty_level": 0.999}
 _READABLE = {1: {"covariance_prior": 0.0, **_STRUCTURE_FREE}, 2: _STRUCTURE_FREE, 3: {}}
 
@@ -133,7 +138,7 @@ def to_dict(model: OnlineGaussianMixture) -> dict:
         "version": VERSION,
         "params": {name: params[name] for name in _PARAMS},
         "features": learned.features,
-        "buffer": [[float(v) for v in row] for row in learned.buffer],
+        "buffer": [[None if v != v else float(v) for v in row] for row in learned.buffer],
         "stats": _stats_dict(learned.stats),
         "average": _stats_dict(learned.average),
         "average_weights": None if learned.average_weights is None else learned.average_weights.tolist(),
@@ -141,6 +146,7 @@ def to_dict(model: OnlineGaussianMixture) -> dict:
         "pending_average": learned.pending_average,
         "t": learned.t,
         "n_reseeds": learned.n_reseeds,
+        "n_skipped": learned.n_skipped,
         "rng": learned.rng_state,
         "recency": None if learned.recency is None else learned.recency.tolist(),
         "structure": {
@@ -257,27 +263,28 @@ def _is_number(value: typing.Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _nested_numbers(value: typing.Any, depth: int, where: str) -> None:
+def _nested_numbers(value: typing.Any, depth: int, where: str, null: bool = False) -> None:
     if depth == 0:
-        if not _is_number(value):
+        if not (_is_number(value) or (null and value is None)):
             raise StateFileError(f"{where}: expected a number, got {shorten(value)}")
         return
     if not isinstance(value, list):
         raise StateFileError(f"{where}: expected a list, got {type(value).__name__}")
     for item in value:
-        _nested_numbers(item, depth - 1, where)
+        _nested_numbers(item, depth - 1, where, null)
 
 
-def _array(value: typing.Any, shape: tuple, where: str) -> np.ndarray:
-    """A float array of exactly `shape` from nested lists, or a StateFileError."""
-    _nested_numbers(value, len(shape), where)
+def _array(value: typing.Any, shape: tuple, where: str, null: bool = False) -> np.ndarray:
+    """A float array of exactly `shape` from nested lists, or a StateFileError; with `null`,
+    null is a missing value (NaN)."""
+    _nested_numbers(value, len(shape), where, null)
     try:
-        array = np.array(value, dtype=np.float64)
-    except (ValueError, OverflowError) as error:
+        array = np.array(value, dtype=np.float64)  # None becomes NaN
+    except (ValueError, OverflowError, TypeError) as error:
         raise StateFileError(f"{where}: not a regular array ({error})") from None
     if array.shape != shape:
         raise StateFileError(f"{where}: expected shape {shape}, got {array.shape}")
-    if not np.isfinite(array).all():
+    if not (np.isfinite(array) | (null & np.isnan(array))).all():
         raise StateFileError(f"{where}: values must be finite")
     return array
 
@@ -387,7 +394,7 @@ def from_dict(state: typing.Any) -> OnlineGaussianMixture:
     missing = sorted(expected - set(state))
     if missing:
         raise StateFileError(f"missing field(s) {', '.join(map(repr, missing))}")
-    unknown = sorted(set(state) - expected - {"pending_average", "average_weights", "recency", "structure"})
+    unknown = sorted(set(state) - expected - {"pending_average", "average_weights", "recency", "structure", "n_skipped"})
     if unknown:
         raise StateFileError(f"unknown field(s) {', '.join(map(repr, unknown))}")
 
@@ -421,7 +428,7 @@ def from_dict(state: typing.Any) -> OnlineGaussianMixture:
     buffer = state["buffer"]
     if not isinstance(buffer, list):
         raise StateFileError(f"'buffer': expected a list, got {type(buffer).__name__}")
-    buffer_array = _array(buffer, (len(buffer), D), "buffer") if buffer else None
+    buffer_array = _array(buffer, (len(buffer), D), "buffer", null=version >= 3) if buffer else None
 
     stats = _statistics(state["stats"], "stats", cov_type, K, D)
     average = _statistics(state["average"], "average", cov_type, K, D)
@@ -429,6 +436,7 @@ def from_dict(state: typing.Any) -> OnlineGaussianMixture:
     n_averaged = _integer(state, "n_averaged")
     pending_average = _integer(state, "pending_average") if "pending_average" in state else 0
     n_reseeds = _integer(state, "n_reseeds")
+    n_skipped = _integer(state, "n_skipped") if "n_skipped" in state else 0
     if stats is None:
         if features is None and (buffer or t):
             raise StateFileError("'features' is null but the model has learned points")
@@ -478,7 +486,7 @@ def from_dict(state: typing.Any) -> OnlineGaussianMixture:
         buffer=buffer_array.tolist() if buffer_array is not None else [],
         stats=stats, average=average, average_weights=average_weights, n_averaged=n_averaged,
         pending_average=pending_average, recency=recency, **structure,
-        t=t, n_reseeds=n_reseeds, rng_state=rng.bit_generator.state,
+        t=t, n_reseeds=n_reseeds, rng_state=rng.bit_generator.state, n_skipped=n_skipped,
     )
     try:
         model.set_state(learned)

@@ -29,6 +29,7 @@ import dataclasses
 
 import numpy as np
 
+from . import missing
 from .stats import SufficientStatistics, second_moment_shape
 
 __all__ = ["DEFAULT_COUNT", "CovariancePrior"]
@@ -53,10 +54,14 @@ class CovariancePrior:
     @classmethod
     def from_data(cls, X: np.ndarray, count: float) -> CovariancePrior:
         """The prior for data like the rows of X: SCALE_SHARE of their covariance (a constant
-        feature gets the average variance of the others, or 1)."""
+        feature gets the average variance of the others, or 1). With missing values (NaN), the
+        variances of the values observed, without correlations."""
         X = np.asarray(X, dtype=np.float64)
-        centred = X - X.mean(axis=0)
-        cov = centred.T @ centred * (SCALE_SHARE / max(1, len(X)))
+        if missing.has_missing(X):
+            cov = np.diag(missing.column_moments(X)[1] * SCALE_SHARE)
+        else:
+            centred = X - X.mean(axis=0)
+            cov = centred.T @ centred * (SCALE_SHARE / max(1, len(X)))
         var = np.diag(cov).copy()
         positive = var[var > 0]
         fallback = float(positive.mean()) * SCALE_SHARE if positive.size else 1.0

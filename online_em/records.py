@@ -1,8 +1,10 @@
 """Reading records from lines of text: numbers separated by commas or whitespace, or JSON objects.
 
-A parser turns one line (bytes, as read) into a row of floats in the model's feature order, or
+A parser turns one line (bytes, as read) into a row of floats in the model's feature order, NaN
+for a missing value (a field ``NA`` or empty in text; ``null`` or an absent key in JSON lines), or
 raises `RecordError` saying what is wrong with it: invalid UTF-8, an empty line, a field that is not
-a number, NaN or infinity, a wrong number of fields, invalid JSON, a missing or unexpected key.
+a number, NaN or infinity, a wrong number of fields, invalid JSON, an unexpected key, or no value
+at all (every field missing).
 Numeric parsers also read whole blocks of lines at once with numpy (`parse_block`), and return
 ``None`` when a block holds anything unusual, so that the caller falls back to `parse` line by
 line and reports each problem exactly.
@@ -12,6 +14,8 @@ line and reports each problem exactly.
 ([1.5, 2.0], [0, 1])
 >>> parser.parse(b"3 4\\n")
 [3.0, 4.0]
+>>> parser.parse(b"NA,4\\n"), parser.parse(b",5\\n")  # missing values
+([nan, 4.0], [nan, 5.0])
 >>> parser.parse(b"3 four\\n")
 Traceback (most recent call last):
 ...
@@ -35,6 +39,7 @@ A single column of plain decimals, the common case of a stream, has a faster rou
 from __future__ import annotations
 
 import re
+import typing
 
 import numpy as np
 
@@ -46,6 +51,8 @@ __all__ = [
 
 DELIMITERS = {"comma": ",", "tab": "\t", "space": " "}  # --delimiter: the names and their separators
 _THOUSANDS = re.compile(r"[+-]?[0-9]{1,3}(,[0-9]{3})+(\.[0-9]*)?")
+MISSING_FIELDS = ("NA", "")  # text fields that are missing values
+_MISSING = float("nan")
 
 
 class RecordError(ValueError):
@@ -66,6 +73,16 @@ def _in_range(value: float) -> bool:
 
 def _range_problem(value: float) -> str:
     return "is not a finite number" if value - value != 0.0 else f"is beyond ±{MAX_ABS_VALUE:g}"
+
+
+def _check_observed(row: list[float], why: typing.Callable[[], list[str]]) -> None:
+    """RecordError unless a value of the row is observed; `why()` says of each why it is missing."""
+    for value in row:
+        if value == value:
+            return
+    reasons = why()
+    listed = reasons[0] if len(reasons) == 1 else ", ".join(reasons[:-1]) + " and " + reasons[-1]
+    raise RecordError(f"no value: {listed}")
 
 
 def parse_columns(text: str | None, fmt: str) -> list | None:
@@ -192,12 +209,14 @@ class NumericParser:
             try:
                 value = float(field)
             except ValueError:
-                if not field:
-                    raise RecordError(f"field {number} is empty") from None
+                if field in MISSING_FIELDS:
+                    row.append(_MISSING)
+                    continue
                 raise RecordError(f"field {number} is not a number ({shorten(field)})") from None
             if not _in_range(value):
                 raise RecordError(f"field {number} {_range_problem(value)} ({shorten(field)})")
             row.append(value)
+        _check_observed(row, lambda: [f"field {n} is {'empty' if not f else f}" for n, f in picked])
         if self.n_features is None:
             self._set_width(len(row))
         return row
@@ -262,11 +281,12 @@ def _split(line: bytes, delimiter: bytes | None) -> list[bytes]:
 
 
 class JsonParser:
-    """JSON objects, one a line, whose values (for the feature keys) are finite numbers.
+    """JSON objects, one a line, whose values (for the feature keys) are finite numbers, or
+    ``null`` for a missing value (so is an absent key).
 
     Without `columns`, the keys of the first valid object (or the model's features) are the
-    features and every object must have exactly those keys; with `columns`, those keys are read
-    and the others ignored. The features are ordered as the model orders them (sorted).
+    features and no object may have other keys; with `columns`, those keys are read and the
+    others ignored. The features are ordered as the model orders them (sorted).
 
     >>> parser = JsonParser()
     >>> parser.parse(b'{"y": 2, "x": 1.5}'), parser.features
@@ -275,6 +295,8 @@ class JsonParser:
     Traceback (most recent call last):
     ...
     online_em.records.RecordError: value of 'y' is not a number (True)
+    >>> parser.parse(b'{"y": 3}'), parser.parse(b'{"x": 1, "y": null}')
+    ([nan, 3.0], [1.0, nan])
 
     """
 
@@ -328,10 +350,10 @@ class JsonParser:
                 raise RecordError(f"unexpected key {shorten(extra[0])} (the features are {shorten(features)})")
         row = []
         for key in features:
-            try:
-                value = record[key]
-            except KeyError:
-                raise RecordError(f"missing key {shorten(key)}") from None
+            value = record.get(key)
+            if value is None:  # null or absent: a missing value
+                row.append(_MISSING)
+                continue
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise RecordError(f"value of {shorten(key)} is not a number ({shorten(value)})")
             try:
@@ -341,6 +363,7 @@ class JsonParser:
             if not _in_range(value):
                 raise RecordError(f"value of {shorten(key)} {_range_problem(value)} ({shorten(value)})")
             row.append(value)
+        _check_observed(row, lambda: [f"{shorten(k)} is {'null' if k in record else 'absent'}" for k in features])
         if self.features is None:
             self.features = features
             self._keys = set(features)

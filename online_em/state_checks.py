@@ -40,8 +40,11 @@ TOLERANCE = 1e-6
 def check_state_numbers(*, stats: SufficientStatistics | None, average: SufficientStatistics | None, t: int,
                         buffer: np.ndarray | None) -> None:
     """ValueError, naming the field, for numbers that the model could not have written."""
-    if buffer is not None and buffer.size and not (np.abs(buffer) <= MAX_ABS_VALUE).all():
-        raise ValueError(f"buffer: values must be within ±{MAX_ABS_VALUE:g}")
+    if buffer is not None and buffer.size:
+        if (np.abs(buffer) > MAX_ABS_VALUE).any():  # NaN, a missing value, is not beyond
+            raise ValueError(f"buffer: values must be within ±{MAX_ABS_VALUE:g}")
+        if np.isnan(buffer).all(axis=1).any():
+            raise ValueError("buffer: a row has no value (the model never buffers such a point)")
     for where, value in (("stats", stats), ("average", average)):
         if value is not None:
             check_statistics(value, where)

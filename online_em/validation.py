@@ -8,8 +8,10 @@
   ``float`` (or any `numbers.Real`, such as numpy's), finite and within ±`MAX_ABS_VALUE`; not a
   ``bool``, not a string, not a ``Decimal``. JSON lines follow the same rule (JSON numbers only,
   ``true`` and ``"3"`` are refused).
-* **Points and batches**: a point has at least one feature; a DataFrame has distinct column
-  names; an empty batch learns nothing and does not fix the features.
+* **Missing values** (`value_or_missing`, `row_from_dict`): a feature absent from a point, or
+  whose value is ``None`` or NaN, is missing (NaN in a row or an array); infinities are errors.
+* **Points and batches**: a point's observed features fix a new model's; a DataFrame has distinct
+  column names; an empty batch learns nothing and does not fix the features.
 * **Model size** (`model_size`, `check_model_size`): how many numbers a point updates,
   K·D² for full covariances, K·D + D² for tied, K·D for diagonal and spherical; the command line
   refuses models beyond a limit (``--max-size``, `DEFAULT_MAX_SIZE`) before it allocates them,
@@ -35,7 +37,7 @@ import typing
 
 __all__ = [
     "MAX_ABS_VALUE", "MAX_SHOWN", "DEFAULT_MAX_SIZE", "check_model_size", "check_params", "check_value",
-    "max_features", "model_size", "row_from_dict", "shorten",
+    "is_missing", "max_features", "model_size", "row_from_dict", "shorten", "value_or_missing",
 ]
 
 # Deviations are squared in float64: beyond this magnitude their squares (and sums of them) overflow.
@@ -126,25 +128,55 @@ def check_value(value: typing.Any) -> float:
     return number
 
 
-def row_from_dict(x: typing.Any, features: list) -> list[float]:
-    """The values of the point `x` (a dict) in the order of `features`, as floats; ValueError for
-    a missing, extra or unusable value."""
+def value_or_missing(value: typing.Any) -> float:
+    """A feature value of a point as a float, NaN for a missing one (``None`` or NaN); otherwise
+    ValueError as `check_value` says.
+
+    >>> value_or_missing(None), value_or_missing(float("nan")), value_or_missing(2)
+    (nan, nan, 2.0)
+
+    """
+    if value is None:
+        return math.nan
+    if _is_real(value) and value != value:
+        return math.nan
+    return check_value(value)
+
+
+def is_missing(value: typing.Any) -> bool:
+    """Whether a point's value is missing: ``None`` or NaN (an absent key is missing too)."""
+    return value is None or (_is_real(value) and value != value)
+
+
+def row_from_dict(x: typing.Any, features: list, unknown: list | None = None) -> list[float]:
+    """The values of the point `x` (a dict) in the order of `features`, as floats, NaN where a
+    feature is missing (absent, ``None`` or NaN); ValueError for an unusable value. Keys that
+    are not features are ignored; given a list `unknown`, those with a value are appended to it.
+
+    >>> row_from_dict({"a": 1, "c": 3, "d": None}, ["a", "b"], unknown := [])
+    [1.0, nan]
+    >>> unknown
+    ['c']
+
+    """
     if not isinstance(x, dict):
         raise ValueError(f"a point is a dict of feature values, got {type(x).__name__}")
-    if len(x) != len(features):
-        extra = [k for k in x if k not in set(features)]
-        if extra:
-            raise ValueError(f"unknown feature {shorten(extra[0])}: the model knows {shorten(features)}")
     try:
         values = [x[f] for f in features]
-    except KeyError as missing:
-        raise ValueError(f"feature {shorten(missing.args[0])} is missing from {shorten(x)}") from None
+    except KeyError:
+        values = [x.get(f) for f in features]
+    else:
+        if len(x) == len(features):  # every feature present, so no other key: the common case
+            unknown = None
+    if unknown is not None:
+        known = set(features)
+        unknown.extend(k for k, v in x.items() if k not in known and not is_missing(v))
     row = []
     for value in values:
         if type(value) is float or type(value) is int:  # the common case, without the checks' cost
             row.append(float(value))
         else:
-            row.append(check_value(value))
+            row.append(value_or_missing(value))
     return row
 
 

@@ -38,6 +38,7 @@ import math
 
 import numpy as np
 
+from . import missing
 from .init import fit_buffer, refine
 from .prior import CovariancePrior
 from .selection import select_fit
@@ -185,7 +186,10 @@ def single_gaussian(X: np.ndarray, n_components: int, covariance_type: str, reg_
     K = n_components
     X = np.asarray(X, dtype=np.float64)
     D = X.shape[1] if X.ndim == 2 else 0
-    if len(X):
+    if len(X) and missing.has_missing(X):  # the observed values' (unit variance with one or none)
+        mean, var, count = missing.column_moments(X)
+        var = np.where(count > 1, var + reg_covar, 1.0)
+    elif len(X):
         mean, var = X.mean(axis=0), X.var(axis=0) + reg_covar
         if len(X) == 1:
             var = np.ones(D)
@@ -205,8 +209,13 @@ def single_gaussian(X: np.ndarray, n_components: int, covariance_type: str, reg_
 def match_components(reference: np.ndarray, means: np.ndarray, X: np.ndarray,
                      reference_live: np.ndarray | None = None, live: np.ndarray | None = None) -> np.ndarray:
     """order[i] = the component of `means` that takes label i, matched greedily to `reference`
-    by distance in units of the data's spread; active components (`live`) to active ones first."""
-    scale = X.std(axis=0) + 1e-300
+    by distance in units of the data's spread (of its observed values); active components
+    (`live`) to active ones first."""
+    if missing.has_missing(X):  # a feature seen once or never has no spread: a unit one
+        var = missing.column_moments(X)[1]
+        scale = np.sqrt(np.where(var > 0, var, 1.0))
+    else:
+        scale = X.std(axis=0) + 1e-300
     d2 = (((reference[:, None, :] - means[None, :, :]) / scale) ** 2).sum(axis=2)
     if reference_live is not None and live is not None:
         d2 = np.minimum(d2, 1e300) + np.where(reference_live[:, None] == live[None, :], 0.0, 1e300)

@@ -28,12 +28,13 @@ def test_quick_run_prints_a_markdown_table(tmp_path):
     assert "| comparison | case | ours | reference | ratio | target |" in out
     assert "|---|" in out
     for comparison in ("1. per point", "2. mini-batch", "3. the limit", "4. CLI", "5. memory", "7. real data",
-                       "9. anomalies"):
+                       "8. missing values", "9. anomalies"):
         assert f"| {comparison} |" in out, comparison
     assert "## 6. Scaling in K and D" in out
     assert "## 7. Real data, against scikit-learn and River" in out
     assert "## 9. Anomaly detection, against River's HalfSpaceTrees" in out
     assert "| iris (150×4, K=3) | file | ours-learn_one |" in out
+    assert "## 8. Missing values (issue 11)" in out and "| mean imputation |" in out
     assert "CPU:" in out
     written = output.read_text()
     assert written.startswith("# online_em benchmarks")

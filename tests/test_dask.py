@@ -137,6 +137,21 @@ def test_equals_single_process_over_the_same_mini_batches(threads_client, X, wan
     assert_close(state(model), want)
 
 
+@pytest.mark.parametrize("covariance_type", ["full", "diag"])
+def test_missing_values_equal_single_process(threads_client, X, covariance_type):
+    """Rows with NaN learn on the workers as in learn_many (rows with nothing observed skipped)."""
+    holes = X.copy()
+    rng = np.random.default_rng(7)
+    holes[rng.random(X.shape) < 0.2] = np.nan
+    holes[1000] = np.nan
+    want_model = reference(new_model(covariance_type), holes)
+    model = oed.partial_fit(new_model(covariance_type), chunked(holes, 3), blocks_per_batch=3, client=threads_client)
+    learned = int((~np.isnan(holes).all(axis=1)).sum())
+    assert model.n_samples_seen == want_model.n_samples_seen == learned < len(X)
+    assert want_model.n_samples_skipped == len(X) - learned
+    assert_close(state(model), state(want_model), rtol=1e-9)
+
+
 def test_equals_single_process_with_worker_processes(processes_client, X, want):
     """Statistics and parameters are pickled across processes: equal results, run after run."""
     runs = [
@@ -292,7 +307,7 @@ def test_a_worker_lost_mid_pass_gives_the_clean_result(X):
 def test_rejects_bad_input(threads_client, X):
     model = new_model()
     bad = X[:3000].copy()
-    bad[2000, 1] = np.nan
+    bad[2000, 1] = np.inf
     with pytest.raises(ValueError, match="not finite"):
         oed.partial_fit(model, da.from_array(bad, chunks=(1000, D)), client=threads_client)
     with pytest.raises(ValueError, match="features"):

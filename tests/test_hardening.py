@@ -380,7 +380,7 @@ def test_10_invalid_hyper_parameters_are_refused(params):
         OnlineGaussianMixture(**params)
 
 
-@pytest.mark.parametrize("value", ["5", True, decimal.Decimal("5"), None, [1.0], np.bool_(True)])
+@pytest.mark.parametrize("value", ["5", True, decimal.Decimal("5"), [1.0], np.bool_(True)])
 def test_10_feature_values_follow_the_json_lines_rule(value):
     model = OnlineGaussianMixture(warm_up=3)
     model.learn_one({"x": 1.0})
@@ -391,12 +391,25 @@ def test_10_feature_values_follow_the_json_lines_rule(value):
     assert model.n_samples_seen == 1
 
 
-@pytest.mark.parametrize("line", [b'{"x": "3"}', b'{"x": true}', b'{"x": null}', b'{"x": [1]}'])
+@pytest.mark.parametrize("line", [b'{"x": "3"}', b'{"x": true}', b'{"x": [1]}'])
 def test_10_json_lines_refuse_the_same_values(line):
     from online_em.records import JsonParser
 
     with pytest.raises(RecordError, match="is not a number"):
         JsonParser().parse(line)
+
+
+def test_10_none_and_null_are_missing_values_not_errors():
+    """Issue 11 changed this rule: None (null in JSON lines) is a missing value; a point with no
+    value observed is skipped (counted), a line with none is a bad line."""
+    from online_em.records import JsonParser
+
+    model = OnlineGaussianMixture(warm_up=3)
+    model.learn_one({"x": 1.0})
+    model.learn_one({"x": None})
+    assert model.n_samples_seen == 1 and model.n_samples_skipped == 1
+    with pytest.raises(RecordError, match="no value: 'x' is null"):
+        JsonParser().parse(b'{"x": null}')
 
 
 def test_10_real_numbers_of_any_type_are_accepted():
@@ -408,8 +421,9 @@ def test_10_real_numbers_of_any_type_are_accepted():
 
 def test_10_an_empty_point_or_batch_fixes_nothing_and_the_model_still_saves(tmp_path):
     model = OnlineGaussianMixture(warm_up=3, seed=0)
-    with pytest.raises(ValueError, match="at least one feature"):
-        model.learn_one({})
+    model.learn_one({})  # nothing observed: skipped (issue 11), and no feature fixed
+    model.learn_one({"x": None})
+    assert model.n_samples_skipped == 2 and model.n_samples_seen == 0
     model.learn_many(np.array([]))
     model.learn_many(np.empty((0, 4)))
     assert model.feature_names_in_ == []
@@ -466,8 +480,9 @@ def test_11_tabs_split_as_cut_f_does(tmp_path, batch):
 def test_11_an_exact_delimiter_keeps_empty_leading_fields():
     result = invoke(["label", "--delimiter", "tab", "--columns", "3", "--warm-up", "3", "--echo"], "\t\t5\n\t\t6\n")
     assert result.stdout.splitlines() == ["\t\t5\t0", "\t\t6\t0"]
-    one = invoke(["label", "--delimiter", "tab", "--warm-up", "3"], "\t5\n")  # two fields, the first empty
-    assert one.stdout.split() == ["NA"]
+    one = invoke(["label", "--delimiter", "tab", "--warm-up", "3"], "\t5\n5\n")  # two fields, the first empty
+    assert one.stdout.split() == ["0", "NA"]  # the first empty field is a missing value (issue 11)
+    assert "line 2: expected 2 field(s), got 1" in one.stderr
 
 
 @pytest.mark.parametrize("batch", ["1", "64"])

@@ -119,16 +119,34 @@ def test_key_order_changes_nothing():
     assert a.feature_names_in_ == ["f0", "f1", "f2"]
 
 
-def test_missing_and_unknown_keys_are_named():
+@pytest.mark.parametrize(
+    "check",
+    [common.check_emerging_features, common.check_disappearing_features, common.check_radically_disappearing_features],
+    ids=lambda check: check.__name__,
+)
+@pytest.mark.parametrize("covariance_type", ["full", "diag", "spherical", "tied"])
+def test_river_feature_churn_checks(check, covariance_type):
+    """Features that come and go: River's own checks, through the warm-up and past it."""
+    model = OnlineGaussianMixture(n_components=3, covariance_type=covariance_type, warm_up=50, seed=42)
+    data = trump_stream()
+    check(model, data)
+    assert model.n_features_in_ == len(data[0][0])
+    params = [model.weights_, model.means_, model.covariances_]
+    assert all(np.isfinite(p).all() for p in params)
+    assert all(np.isfinite(model.score_one(x)) for x, _ in data[:20])
+
+
+def test_missing_keys_are_missing_values_and_unknown_keys_at_inference_are_ignored():
     model = OnlineGaussianMixture(warm_up=5, seed=0)
     for i in range(10):
         model.learn_one({"x": float(i), "y": float(i % 3)})
-    with pytest.raises(ValueError, match="'y' is missing"):
-        model.predict_one({"x": 1.0})
-    with pytest.raises(ValueError, match="unknown feature 'z'"):
-        model.learn_one({"x": 1.0, "y": 2.0, "z": 3.0})
+    assert model.predict_one({"x": 1.0}) == model.predict_one({"x": 1.0, "y": None, "z": 3.0})
+    assert model.score_one({"x": 1.0, "y": float("nan")}) == model.score_one({"x": 1.0})
+    assert model.feature_names_in_ == ["x", "y"]  # inference adds nothing
     with pytest.raises(ValueError, match="finite"):
-        model.learn_one({"x": float("nan"), "y": 2.0})
+        model.learn_one({"x": float("inf"), "y": 2.0})
+    with pytest.raises(ValueError, match="real numbers"):
+        model.learn_one({"x": "1", "y": 2.0})
 
 
 def test_learn_many_accepts_dataframes_and_arrays():

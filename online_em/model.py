@@ -417,9 +417,17 @@ class OnlineGaussianMixture(base.Clusterer):
                 return self._learn_incomplete_row(row, predict)
         if self._watching:
             return self._learn_or_hold(row, predict)
+        return self._learn_complete_row(row, predict)
+
+    def _learn_complete_row(self, row: list[float], predict: bool) -> int | None:
+        """`_learn_row` for a checked, complete row that is to be learned now."""
         engine = self._engine or self._start_engine()
         if engine is None:
-            self._learn_matrix(np.array([row]))
+            self._watching = False  # (the row is not novel)
+            try:
+                self._learn_matrix(np.array([row]))
+            finally:
+                self._watching = self._free_slot()
             return None
         label = engine.learn_predict(row, predict)
         self._since_check += 1
@@ -534,7 +542,7 @@ class OnlineGaussianMixture(base.Clusterer):
         return self.n_samples_seen
 
     def _novel(self, d2: float) -> bool:
-        return d2 > novelty.chi2_quantile(self.n_features_in_, self.novelty_level)
+        return d2 > novelty.chi2_quantile(self.n_features_in_, self.novelty_level)  # (cached)
 
     def _learn_or_hold(self, row: list[float], predict: bool) -> int | None:
         """One point while a slot is free: the label, then the point held back if it is novel
@@ -546,12 +554,8 @@ class OnlineGaussianMixture(base.Clusterer):
             self._sync()
             d2 = float(self._params.mahalanobis(np.array([row]))[0][self._params.weights > 0].min())
         if not self._novel(d2):
-            self._watching = False  # learn it as any point, then watch again
-            try:
-                label = self._learn_row(row, row, predict)
-            finally:
-                self._watching = self._free_slot()
-            if self._watching:
+            label = self._learn_complete_row(row, predict)
+            if self._watching and self._held:
                 self._after_holding()
             return label
         label = None
@@ -584,13 +588,13 @@ class OnlineGaussianMixture(base.Clusterer):
         if not self._watching:
             expired += self._held.take_all()
         if expired:
-            watching, self._watching = self._watching, False
+            self._watching = False
             try:
                 self._sync()
                 X = np.array(expired)
                 self.apply_statistics(self.expected_statistics(X), X)
             finally:
-                self._watching = watching and self._free_slot()
+                self._watching = self._free_slot()
 
     def _free_slot(self) -> bool:
         return self.adaptive and self._stats is not None and bool((self._stats.s0 == 0.0).any())

@@ -24,6 +24,7 @@ that wait longer than `HOLD_POINTS` stream points without a birth are learned as
 
 from __future__ import annotations
 
+import functools
 import math
 
 __all__ = ["BIRTH_P_VALUE", "HOLD_POINTS", "HeldPoints", "chi2_quantile", "min_birth_points", "poisson_tail"]
@@ -34,6 +35,7 @@ HOLD_POINTS = 2000
 _Z = {0.999: 3.090232306167813}
 
 
+@functools.lru_cache(maxsize=64)
 def chi2_quantile(n_features: int, level: float) -> float:
     """The chi-square quantile with `n_features` degrees of freedom: exact for one and two,
     else by Wilson and Hilferty's cube-root approximation (within 1% from three on)."""

@@ -155,6 +155,7 @@ class MiniBatchGaussianMixture(ClusterMixin, DensityMixin, BaseEstimator):
             average_after=self.average_after,
             n_init=self.n_init,
             init_max_iter=self.init_max_iter,
+            adaptive=False,  # exactly n_components, as GaussianMixture (and its bic/aic) count them
             seed=seed,
         )
 

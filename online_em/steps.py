@@ -37,7 +37,7 @@ import math
 
 import numpy as np
 
-__all__ = ["PRIOR_FLOOR", "RECENCY_ALPHA", "batch_step", "check_alpha", "component_clock", "component_step", "component_steps",
+__all__ = ["PRIOR_FLOOR", "RECENCY_ALPHA", "batch_step", "check_alpha", "component_step", "component_steps",
            "log_survival", "point_step", "prior_weights"]
 
 # The E-step's prior weight of a component is its recent share of the points (the recency mass,
@@ -55,19 +55,15 @@ def check_alpha(alpha: float) -> float:
     return alpha
 
 
-def component_clock(mass: float, alpha: float) -> float:
-    """F(mass): the clock a component's steps are read from (see the module's docstring)."""
-    if alpha == 1.0:
-        return math.log(mass) if mass > 0.0 else -math.inf
-    return mass ** (1.0 - alpha) / (1.0 - alpha)
-
-
 def component_step(mass: float, taken: float, alpha: float) -> float:
     """The step of a component of `mass` that takes in `taken` more (a point's responsibility,
-    or a batch's summed responsibilities)."""
+    or a batch's summed responsibilities): ``1 - exp(F(mass) - F(mass + taken))``."""
     if taken <= 0.0:
         return 0.0
-    return -math.expm1(component_clock(mass, alpha) - component_clock(mass + taken, alpha))
+    if alpha == 1.0:
+        return taken / (mass + taken)
+    e = 1.0 - alpha
+    return -math.expm1((mass**e - (mass + taken) ** e) / e)
 
 
 def component_steps(mass: np.ndarray, taken: np.ndarray, alpha: float) -> np.ndarray:

@@ -78,7 +78,7 @@ def test_partial_fit_equals_learn_many_over_the_same_chunks(covariance_type):
     chunks = np.array_split(X, [300, 350, 1400, 1401, 3000])  # across the warm-up, and one row
     params = dict(n_components=2, covariance_type=covariance_type, warm_up=400, average_after=1000)
     estimator = MiniBatchGaussianMixture(random_state=3, **params)
-    model = OnlineGaussianMixture(seed=3, **params)
+    model = OnlineGaussianMixture(seed=3, adaptive=False, **params)  # the estimator keeps exactly n_components
     for chunk in chunks:
         estimator.partial_fit(chunk)
         model.learn_many(chunk)

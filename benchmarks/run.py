@@ -26,7 +26,10 @@ Sections:
    (``missing_values.py``, which also runs alone).
 9. anomaly detection: test-then-train ROC AUC of ``GaussianMixtureScorer`` against River's
    ``HalfSpaceTrees`` on a synthetic 2-D stream and on River's Shuttle (``anomaly_bench.py``,
-   which also runs alone).
+   which also runs alone);
+10. order and size: active components, ARI and held-out log-likelihood of ours (n_components an
+   upper bound) against scikit-learn's BayesianGaussianMixture on shuffled and sorted streams
+   (``structure_bench.py``, which also runs alone).
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ from cases import (  # noqa: E402
 
 import missing_values  # noqa: E402
 import anomaly_bench  # noqa: E402
+import structure_bench  # noqa: E402
 import real_data  # noqa: E402
 
 import online_em  # noqa: E402
@@ -786,6 +790,29 @@ def bench_missing(report: Report, sizes: Sizes) -> None:
 # ---------------------------------------------------------------------------------- 9. anomalies
 
 
+def bench_structure(report: Report, sizes: Sizes) -> None:
+    seeds = tuple(range(sizes.real_data_seeds))
+    streams = structure_bench.STREAMS if not report.quick else ("tutorial",)
+    cells = structure_bench.run(seeds, streams)
+    for (stream, K, order, system), results in cells.items():
+        if system != "ours":
+            continue
+        true_K = structure_bench.make(stream, 0)[2]
+        bgm = cells[(stream, K, order, "sklearn BGM")]
+        found = all(r.active == true_K for r in results)
+        report.summary.append(Row(
+            "10. order and size", f"{stream}, n_components={K}, {order}",
+            f"{', '.join(str(r.active) for r in results)} active, ARI {np.mean([r.ari for r in results]):.3f}",
+            f"BGM {', '.join(str(r.active) for r in bgm)} active, ARI {np.mean([r.ari for r in bgm]):.3f}",
+            None, f"the true K ({true_K}) in every seed", found))
+    lines = [f"`python benchmarks/run.py --only structure` (or `python benchmarks/structure_bench.py`), "
+             f"{len(seeds)} seed(s)."]
+    for paragraph in structure_bench.__doc__.split("\n\n")[1:-1]:
+        lines += ["", paragraph]
+    report.section("10. Order and size, against scikit-learn's BayesianGaussianMixture",
+                   lines + [""] + structure_bench.table(cells))
+
+
 def bench_anomaly(report: Report, sizes: Sizes) -> None:
     cells = anomaly_bench.run(seeds=tuple(range(sizes.anomaly_seeds)), n=sizes.anomaly_points)
     for dataset, met in anomaly_bench.verdicts(cells):
@@ -858,7 +885,7 @@ def before_after(report: Report, path: str) -> list[str]:
 # ---------------------------------------------------------------------------------- main
 
 
-SECTIONS = ("per_point", "minibatch", "cli", "memory", "scaling", "real-data", "missing", "anomaly")
+SECTIONS = ("per_point", "minibatch", "cli", "memory", "scaling", "real-data", "missing", "anomaly", "structure")
 # The Dask comparison needs a cluster and its own script; its last results are copied into the report.
 DASK_RESULTS = os.path.join(HERE, "dask_results.md")
 
@@ -914,6 +941,8 @@ def main(argv: list[str] | None = None) -> int:
         bench_missing(report, sizes)
     if "anomaly" in only:
         bench_anomaly(report, sizes)
+    if "structure" in only:
+        bench_structure(report, sizes)
 
     elapsed = clock() - t0
     load_after = os.getloadavg()

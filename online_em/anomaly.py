@@ -72,7 +72,7 @@ class GaussianMixtureScorer(base.AnomalyDetector):
     detectors score during theirs: never flagged, by a threshold or by `QuantileFilter`.
 
     The defaults differ from the clusterer's for robustness: 3 diagonal components, and steps that
-    forget faster (alpha 0.6 rather than 0.8: on Shuttle the worst of 3 seeds was 0.976 against
+    forget faster (alpha 0.6 rather than the clusterer's 0.75; against 0.8, on Shuttle the worst of 3 seeds was 0.976 against
     0.920, the mean 0.980 against 0.955, with births, merges and prunes on). Scores are
     high where the density is low, so a component that grows tight on a group of anomalies
     hides them, and the more freedom the mixture has, the more it does so. Measured on River's

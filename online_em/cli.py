@@ -47,7 +47,7 @@ __all__ = ["cli", "main"]
 
 _PROG = "online-em"
 # The model's defaults, as the command line shows them (tests/test_cli.py checks they agree).
-_DEFAULTS = {"n_components": 2, "covariance_type": "full", "alpha": 0.8, "warm_up": None, "adaptive": True}
+_DEFAULTS = {"n_components": 2, "covariance_type": "full", "alpha": 0.75, "warm_up": None, "adaptive": True}
 
 
 def _error(message: str) -> None:

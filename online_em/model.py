@@ -83,8 +83,10 @@ class OnlineGaussianMixture(base.Clusterer):
     alpha
         Decay of each component's step on its own clock, in (0.5, 1]. 1 is the exact running
         average of its EM statistics; smaller values forget the early, poorly fitted ones faster.
-        (0.8 measured best on the tutorial in its own order: 0.6 let the first process's
-        component be dragged 1.8 toward the second.)
+        (Measured: on the tutorial in its own order, 5 seeds, the worst mean ended 1.8 off at
+        0.6, 1.2 at 0.7, 0.6 at 0.75, 0.3 at 0.8: smaller values let the first process's
+        component be dragged toward the second; with 30% of values missing, 50,000 rows, the
+        worst seed ended 0.0019, 0.0028 and 0.0045 nats from the truth at 0.7, 0.75 and 0.8.)
     warm_up
         Number of points buffered (and fitted in batch) before the streaming updates begin.
         ``None`` (the default) scales it with the model: 100 points per free parameter of the
@@ -194,7 +196,7 @@ class OnlineGaussianMixture(base.Clusterer):
         self,
         n_components: int = 2,
         covariance_type: str = "full",
-        alpha: float = 0.8,
+        alpha: float = 0.75,
         warm_up: int | None = None,
         reg_covar: float = 1e-6,
         average_after: int | None = 2000,

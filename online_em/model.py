@@ -749,11 +749,13 @@ class OnlineGaussianMixture(base.Clusterer):
         weights = stats.s0 / stats.s0.sum()
         dead = np.flatnonzero(~(weights >= COLLAPSE_WEIGHT))
         if self.adaptive:  # inactive components stay so; collapsed ones are pruned
-            for k in dead[(weights[dead] > 0) & (np.count_nonzero(weights) > 1)]:
+            collapsed = dead[weights[dead] > 0] if np.count_nonzero(weights) > 1 else dead[:0]
+            for k in collapsed:
                 self._apply(moves.prune, int(k))
                 self._born[k] = -1
                 self._moves["prunes"] += 1
-            self._structure_changed()
+            if len(collapsed):
+                self._structure_changed()
             return
         if len(dead) == 0:
             return

@@ -53,12 +53,6 @@ KL_POINTS = 256
 _STANDARD = np.random.default_rng(20091).standard_normal((KL_POINTS, 64))
 
 
-def _moments(stats: SufficientStatistics, k: int) -> tuple[float, np.ndarray, np.ndarray]:
-    """Component k's mass, mean about the shift and second moment per unit of mass."""
-    mass = float(stats.s0[k])
-    return mass, stats.s1[k] / mass, (stats.s2 if stats.covariance_type == "tied" else stats.s2[k]) / mass
-
-
 def prune(stats: SufficientStatistics, k: int) -> SufficientStatistics:
     """The statistics without component k: it becomes inactive, the others keep their moments
     and share its weight in proportion to theirs."""

@@ -538,24 +538,22 @@ class OnlineGaussianMixture(base.Clusterer):
 
     # ------------------------------------------------------------------ structural moves
 
-    @property
-    def _position(self) -> int:
-        """The stream position of the next point: points learned plus points held."""
-        return self.n_samples_seen
+    def _novelty_threshold(self) -> float:
+        """The squared Mahalanobis distance beyond which a point is novel (cached by novelty)."""
+        return novelty.chi2_quantile(self.n_features_in_, self.novelty_level)
 
-    def _novel(self, d2: float) -> bool:
-        return d2 > novelty.chi2_quantile(self.n_features_in_, self.novelty_level)  # (cached)
+    def _nearest_distances(self, X: np.ndarray) -> np.ndarray:
+        """Squared Mahalanobis distance of each row of X to its nearest active component."""
+        self._sync()
+        params = self._params
+        return params.mahalanobis(X)[:, params.weights > 0].min(axis=1)
 
     def _learn_or_hold(self, row: list[float], predict: bool) -> int | None:
         """One point while a slot is free: the label, then the point held back if it is novel
         (and a birth if one is due), else learned."""
         engine = self._engine or self._start_engine()
-        if engine is not None:
-            d2 = engine.novelty(row)
-        else:
-            self._sync()
-            d2 = float(self._params.mahalanobis(np.array([row]))[0][self._params.weights > 0].min())
-        if not self._novel(d2):
+        d2 = engine.novelty(row) if engine is not None else float(self._nearest_distances(np.array([row]))[0])
+        if not d2 > self._novelty_threshold():
             label = self._learn_complete_row(row, predict)
             if self._watching and self._held:
                 self._after_holding()
@@ -563,30 +561,26 @@ class OnlineGaussianMixture(base.Clusterer):
         label = None
         if predict:
             label = engine.predict(row) if engine is not None else int(_labels(self._parameters, np.array([row]))[0])
-        self._held.add(self._position, list(row))
+        self._held.add(self.n_samples_seen, list(row))
         self._after_holding()
         return label
 
     def _hold_novel(self, X: np.ndarray) -> np.ndarray:
         """Hold back the novel rows of X (in order); the rest, to learn."""
-        self._sync()
-        params = self._params
-        d2 = params.mahalanobis(X)[:, params.weights > 0].min(axis=1)
-        novel = d2 > novelty.chi2_quantile(self.n_features_in_, self.novelty_level)
+        novel = self._nearest_distances(X) > self._novelty_threshold()
         if not novel.any():
             return X
-        start = self._position
-        positions = start + np.arange(len(X))
+        positions = self.n_samples_seen + np.arange(len(X))
         for position, row in zip(positions[novel].tolist(), X[novel].tolist()):
             self._held.add(position, row)
         return X[~novel]
 
     def _after_holding(self) -> None:
         """A birth if one is due; held points that waited too long are learned."""
-        j = self._held.due(self._position, self.n_features_in_, self.novelty_level)
+        j = self._held.due(self.n_samples_seen, self.n_features_in_, self.novelty_level)
         if j:
             self._birth(np.array(self._held.take_recent(j)))
-        expired = self._held.take_expired(self._position)
+        expired = self._held.take_expired(self.n_samples_seen)
         if not self._watching:
             expired += self._held.take_all()
         if expired:
@@ -609,19 +603,12 @@ class OnlineGaussianMixture(base.Clusterer):
         live = params.weights > 0
         covariances = moves.full_covariances(params, np.flatnonzero(live))
         pooled = np.einsum("k,kde->de", params.weights[live] / params.weights[live].sum(), covariances)
-        count = self._stats.count
-        self._stats = moves.birth(self._stats, k, rows, pooled)
-        if self._average is not None:
-            self._average.count = count  # the same share as the iterate's
-            self._average = moves.birth(self._average, k, rows, pooled)
-            self._average_weights = self._stats.s0 / self._stats.s0.sum()
         share = min(0.5, len(rows) * steps.point_step(self._t + 1, steps.RECENCY_ALPHA))
-        self._recency *= 1.0 - share
-        self._recency[k] = share
+        self._recency = moves.born_shares(self._recency, k, share)
         self._t += len(rows)
         self._born[k] = self._t
         self._moves["births"] += 1
-        self._structure_changed()
+        self._apply(moves.birth, k, rows, pooled)
 
     def _e_step_parameters(self) -> MixtureParameters:
         """The iterate's parameters with the E-step's prior weights."""
@@ -645,31 +632,34 @@ class OnlineGaussianMixture(base.Clusterer):
         floor = self.prune_weight if self.prune_weight is not None else min(0.01, 0.1 / self.n_components)
         for k in live:
             if len(live) > 1 and weights[k] < floor and t - self._born[k] >= moves.PRUNE_AGE:
-                self._apply(moves.prune, int(k))
-                self._born[k] = -1
-                self._moves["prunes"] += 1
+                self._prune(int(k))
                 live = live[live != k]
         if len(live) > 1:
             pair = moves.best_merge(self._params, stats.s0 * stats.count, self._born, t)
             if pair is not None:
                 keep, drop = pair
-                self._apply(moves.merge, keep, drop)
+                self._recency = moves.merged_shares(self._recency, keep, drop)
                 self._born[drop] = -1
                 self._moves["merges"] += 1
-        self._structure_changed()
+                self._apply(moves.merge, keep, drop)
 
-    def _apply(self, move, *components: int) -> None:
-        """A move on the iterate and the Polyak average alike; the weights reported follow."""
-        self._stats = move(self._stats, *components)
-        if move is moves.merge:
-            keep, drop = components
-            self._recency[keep] += self._recency[drop]
-        self._recency[components[-1]] = 0.0
-        self._recency /= self._recency.sum()
+    def _prune(self, k: int) -> None:
+        self._recency = moves.pruned_shares(self._recency, k)
+        self._born[k] = -1
+        self._moves["prunes"] += 1
+        self._apply(moves.prune, k)
+
+    def _apply(self, move, *arguments) -> None:
+        """A move of `online_em.moves` on the iterate and the Polyak average alike (the average
+        counted as the iterate, so that a birth takes the same share of both); the weights
+        reported and the parameters follow."""
         if self._average is not None:
-            self._average = move(self._average, *components)
+            self._average.count = self._stats.count
+            self._average = move(self._average, *arguments)
+        self._stats = move(self._stats, *arguments)
+        if self._average is not None:
             self._average_weights = self._stats.s0 / self._stats.s0.sum()
-        self._params = self._e_step_parameters()
+        self._structure_changed()
 
     def expected_statistics(self, X: np.ndarray) -> SufficientStatistics:
         """E-step: the summed sufficient statistics of the rows of X under the current iterate.
@@ -751,11 +741,7 @@ class OnlineGaussianMixture(base.Clusterer):
         if self.adaptive:  # inactive components stay so; collapsed ones are pruned
             collapsed = dead[weights[dead] > 0] if np.count_nonzero(weights) > 1 else dead[:0]
             for k in collapsed:
-                self._apply(moves.prune, int(k))
-                self._born[k] = -1
-                self._moves["prunes"] += 1
-            if len(collapsed):
-                self._structure_changed()
+                self._prune(int(k))
             return
         if len(dead) == 0:
             return

@@ -34,8 +34,8 @@ import numpy as np
 
 from .stats import MixtureParameters, SufficientStatistics
 
-__all__ = ["CHECK_EVERY", "MERGE_AGE", "PRUNE_AGE", "best_merge", "birth", "full_covariances", "merge",
-           "merge_cost", "merge_penalty", "prune"]
+__all__ = ["CHECK_EVERY", "MERGE_AGE", "PRUNE_AGE", "best_merge", "birth", "born_shares", "full_covariances",
+           "merge", "merge_cost", "merge_penalty", "merged_shares", "prune", "pruned_shares"]
 
 # The model looks for merges and prunes every this many points learned,
 CHECK_EVERY = 500
@@ -116,6 +116,28 @@ def birth(stats: SufficientStatistics, k: int, rows: np.ndarray, pooled: np.ndar
     else:
         out.s2 += share * (centred.T @ centred / j + np.outer(d, d))
     out.count = total
+    return out
+
+
+def pruned_shares(shares: np.ndarray, k: int) -> np.ndarray:
+    """Per-component shares summing to 1 (the recency masses) after `prune(stats, k)`."""
+    out = shares.copy()
+    out[k] = 0.0
+    return out / out.sum()
+
+
+def merged_shares(shares: np.ndarray, keep: int, drop: int) -> np.ndarray:
+    """Per-component shares summing to 1 after `merge(stats, keep, drop)`."""
+    out = shares.copy()
+    out[keep] += out[drop]
+    out[drop] = 0.0
+    return out
+
+
+def born_shares(shares: np.ndarray, k: int, share: float) -> np.ndarray:
+    """Per-component shares summing to 1 after a birth in slot k that takes `share` of them."""
+    out = shares * (1.0 - share)
+    out[k] = share
     return out
 
 

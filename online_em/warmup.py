@@ -41,7 +41,7 @@ import numpy as np
 from . import missing
 from .init import fit_buffer, refine
 from .prior import CovariancePrior
-from .selection import select_fit
+from .selection import akaike, select_fit
 from .stats import MixtureParameters, SufficientStatistics
 
 __all__ = ["WarmUpFits", "match_components", "permuted", "single_gaussian"]
@@ -126,7 +126,10 @@ class WarmUpFits:
                 X, self.n_components, self.covariance_type, self.reg_covar, rng,
                 n_init=self.n_init if not labelling else 1, max_iter=self.max_iter, prior=prior,
             ))
-        fit = max(candidates, key=lambda f: f.log_likelihood)
+        if self.adaptive:  # a warm start keeps its number of components: the criterion decides
+            fit = min(candidates, key=lambda f: akaike(f, n, int(np.count_nonzero(f.statistics.s0))))
+        else:
+            fit = max(candidates, key=lambda f: f.log_likelihood)
         stats = fit.statistics
         params = map_parameters(stats, prior, self.reg_covar)
         # The first fit numbers its components heaviest first (inactive ones last), later fits

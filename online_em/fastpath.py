@@ -55,6 +55,12 @@ _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 _TINY = 2.2250738585072014e-308  # smallest normal float64: the floor of a variance
 
 
+class NotLearnable(ArithmeticError):
+    """An engine's responsibilities for a point are not finite (an input so extreme that plain
+    floats overflow where the arrays' log-sum-exp does not): raised before the engine's state
+    changes, so that the model learns that point with arrays instead."""
+
+
 def supports(covariance_type: str, n_features: int) -> bool:
     """Whether a plain-Python engine handles this model: diagonal structures in at most
     MAX_DIAGONAL_FEATURES dimensions, or full covariances in at most MAX_FULL_FEATURES."""
@@ -247,10 +253,12 @@ class ScalarEngine(_Engine):
             label = guess.index(max(guess))
         exp, log = math.exp, math.log
         weights = [exp(v - top) for v in wlp]
+        norm = 1.0 / sum(weights)
+        if norm != norm:
+            raise NotLearnable
         self.t += 1
         before = self.count
         count = self.count = before + 1.0
-        norm = 1.0 / sum(weights)
         alpha = self.alpha
         gamma = point_step(self.t, RECENCY_ALPHA)
         stay = 1.0 - gamma
@@ -334,11 +342,13 @@ class PairEngine(ScalarEngine):
             e0, e1 = 1.0, exp(w1 - w0)
         else:
             e0, e1 = exp(w0 - w1), 1.0
+        norm = 1.0 / (e0 + e1)
+        if norm != norm:
+            raise NotLearnable
         t = self.t = self.t + 1
         before = self.count
         count = self.count = before + 1.0
         alpha = self.alpha
-        norm = 1.0 / (e0 + e1)
         gamma = point_step(t, RECENCY_ALPHA)
         stay = 1.0 - gamma
         rho = self.rho
@@ -535,12 +545,14 @@ def _learn_source(D: int, iterate_form, reported_form, update: list[str], produc
         "        label = wlp.index(top)",
         "    else:",
         *_indent(_argmax(reported_form, "reported[0]"), 2),
+        "    weights = [exp(v - top) for v in wlp]",
+        "    norm = 1.0 / sum(weights)",
+        "    if norm != norm:",
+        "        raise NotLearnable",
         "    t = self.t = self.t + 1",
         "    before = self.count",
         "    count = self.count = before + 1.0",
         "    alpha = self.alpha",
-        "    weights = [exp(v - top) for v in wlp]",
-        "    norm = 1.0 / sum(weights)",
         "    gamma = point_step(t, RECENCY_ALPHA)",
         "    stay = 1.0 - gamma",
         "    recency = self.rho",
@@ -604,6 +616,7 @@ _NAMESPACE = {
     "component_step": component_step,
     "point_step": point_step,
     "RECENCY_ALPHA": RECENCY_ALPHA,
+    "NotLearnable": NotLearnable,
     "PRIOR_FLOOR": PRIOR_FLOOR,
     "FLOOR": RELATIVE_COVARIANCE_FLOOR,
     "FIRST_ORDER_LIMIT": FIRST_ORDER_LIMIT,

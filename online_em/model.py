@@ -424,14 +424,21 @@ class OnlineGaussianMixture(base.Clusterer):
     def _learn_complete_row(self, row: list[float], predict: bool) -> int | None:
         """`_learn_row` for a checked, complete row that is to be learned now."""
         engine = self._engine or self._start_engine()
+        label = None
+        if engine is not None:
+            try:
+                label = engine.learn_predict(row, predict)
+            except fastpath.NotLearnable:  # too extreme for plain floats: learned with arrays
+                label = self.predict_one(dict(zip(self._features, row))) if predict else None
+                self._sync()
+                engine = None
         if engine is None:
             self._watching = False  # (the row is not novel)
             try:
                 self._learn_matrix(np.array([row]))
             finally:
                 self._watching = self._free_slot()
-            return None
-        label = engine.learn_predict(row, predict)
+            return label
         self._since_check += 1
         if self._since_check >= moves.CHECK_EVERY and self.adaptive:
             self._check_structure()
@@ -1063,6 +1070,7 @@ class OnlineGaussianMixture(base.Clusterer):
         """Posterior probabilities, one column per component."""
         log_resp, _, index = self._many(X)
         proba = np.exp(log_resp)
+        proba /= proba.sum(axis=1, keepdims=True)  # exact sums where the log densities are huge
         if index is None:
             return proba
         import pandas as pd

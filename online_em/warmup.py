@@ -219,7 +219,8 @@ def match_components(reference: np.ndarray, means: np.ndarray, X: np.ndarray,
         scale = np.sqrt(np.where(var > 0, var, 1.0))
     else:
         scale = X.std(axis=0) + 1e-300
-    d2 = (((reference[:, None, :] - means[None, :, :]) / scale) ** 2).sum(axis=2)
+    with np.errstate(over="ignore"):  # extreme data: an infinite distance still orders right
+        d2 = (((reference[:, None, :] - means[None, :, :]) / scale) ** 2).sum(axis=2)
     if reference_live is not None and live is not None:
         d2 = np.minimum(d2, 1e300) + np.where(reference_live[:, None] == live[None, :], 0.0, 1e300)
     order = np.full(len(reference), -1)

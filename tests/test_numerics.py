@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from online_em import OnlineGaussianMixture
@@ -137,6 +137,11 @@ def test_starved_components_keep_their_share_not_nan():
     covariance_type=st.sampled_from(COVARIANCE_TYPES),
     n_components=st.integers(1, 4),
 )
+# Found by random search: plain floats overflowing in the one-point engine (learned with arrays
+# instead), and a posterior of huge log densities whose exponentials did not sum to one.
+@example(values=[0.0] * 9 + [1e150] + [0.0] * 13, covariance_type="full", n_components=3)
+@example(values=[0.0] * 9 + [1e150, 0.0], covariance_type="full", n_components=3)
+@example(values=[0.0] * 9 + [2.676823576202196e-78, 698.0], covariance_type="full", n_components=3)
 def test_any_finite_stream_keeps_the_model_sound(values, covariance_type, n_components):
     model = OnlineGaussianMixture(n_components=n_components, covariance_type=covariance_type, warm_up=10, seed=0)
     for v in values:

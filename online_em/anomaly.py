@@ -17,7 +17,7 @@ __all__ = ["GaussianMixtureScorer", "MODEL_PARAMETERS", "NEUTRAL_SCORE"]
 # The hyper-parameters the scorer passes on to its `OnlineGaussianMixture`.
 MODEL_PARAMETERS = ("n_components", "covariance_type", "alpha", "warm_up", "reg_covar", "average_after",
                     "covariance_prior", "n_init", "init_max_iter", "adaptive", "prune_weight", "novelty_level",
-                    "seed")
+                    "halflife", "seed")
 # The score before the model can tell anything (during the grace period), as River's own detectors
 # answer then (GaussianScorer's grace period, HalfSpaceTrees' first window): a threshold never
 # flags it, and QuantileFilter reads a zero quantile as no threshold yet, so a protected scorer
@@ -84,8 +84,9 @@ class GaussianMixtureScorer(base.AnomalyDetector):
 
     Parameters
     ----------
-    n_components, covariance_type, alpha, warm_up, reg_covar, average_after, covariance_prior, n_init, init_max_iter, seed
-        Those of `OnlineGaussianMixture`.
+    n_components, covariance_type, alpha, warm_up, reg_covar, average_after, covariance_prior, n_init, init_max_iter, adaptive, prune_weight, novelty_level, halflife, seed
+        Those of `OnlineGaussianMixture` (``halflife`` for a drifting stream: what is normal
+        then drifts too).
     sample_size
         Points drawn from the mixture for each calibration.
     refresh_every
@@ -148,6 +149,7 @@ class GaussianMixtureScorer(base.AnomalyDetector):
         adaptive: bool = True,
         prune_weight: float | None = None,
         novelty_level: float = 0.999,
+        halflife: float | None = None,
         sample_size: int = 4096,
         refresh_every: int = 1000,
         grace_period: int | None = None,

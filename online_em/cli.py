@@ -47,7 +47,8 @@ __all__ = ["cli", "main"]
 
 _PROG = "online-em"
 # The model's defaults, as the command line shows them (tests/test_cli.py checks they agree).
-_DEFAULTS = {"n_components": 2, "covariance_type": "full", "alpha": 0.75, "warm_up": None, "adaptive": True}
+_DEFAULTS = {"n_components": 2, "covariance_type": "full", "alpha": 0.75, "warm_up": None, "adaptive": True,
+             "halflife": None}
 
 
 def _error(message: str) -> None:
@@ -90,6 +91,7 @@ _MODEL_OPTIONS = {  # option name -> the model's hyper-parameter
     "alpha": "alpha",
     "warm_up": "warm_up",
     "adaptive": "adaptive",
+    "halflife": "halflife",
     "seed": "seed",
 }
 
@@ -108,6 +110,9 @@ def _model_options(function):
                      help="Shape of the covariances, as in scikit-learn."),
         click.option("--alpha", type=click.FloatRange(0.5, 1.0, min_open=True), default=defaults["alpha"],
                      show_default=True, help="Decay of each component's step on its own clock (its mass), in (0.5, 1]."),
+        click.option("--halflife", type=click.FloatRange(min=1.0), default=defaults["halflife"], metavar="N",
+                     help="For a drifting stream: forget with a half-life of N points (a point weighs half "
+                          "after N more). Default: a stationary stream, nothing forgotten."),
         click.option("--warm-up", type=click.IntRange(min=2), default=None,
                      help="Points buffered and fitted in batch before the streaming updates "
                           "(default: 100 per free parameter of the mixture, 500 to 20,000)."),

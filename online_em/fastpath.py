@@ -30,7 +30,7 @@ import math
 
 import numpy as np
 
-from .steps import PRIOR_FLOOR, RECENCY_ALPHA, component_step, point_step
+from .steps import PRIOR_FLOOR, RECENCY_ALPHA, average_share, component_step, point_step, weight_step
 from .stats import (
     _TINY_MASS,
     AVERAGE_EVERY,
@@ -69,7 +69,8 @@ def supports(covariance_type: str, n_features: int) -> bool:
     return covariance_type == "full" and n_features <= MAX_FULL_FEATURES
 
 
-def make_engine(stats, recency, average, average_weights, n_averaged, pending, t, alpha, reg_covar, average_after):
+def make_engine(stats, recency, average, average_weights, n_averaged, pending, t, alpha, reg_covar, average_after,
+                halflife=None):
     """The engine for the model's structure, holding a copy of its state."""
     if stats.n_features == 1:
         engine_class = PairEngine if stats.n_components == 2 else ScalarEngine
@@ -77,7 +78,8 @@ def make_engine(stats, recency, average, average_weights, n_averaged, pending, t
         engine_class = FullEngine
     else:
         engine_class = DiagonalEngine
-    return engine_class(stats, recency, average, average_weights, n_averaged, pending, t, alpha, reg_covar, average_after)
+    return engine_class(stats, recency, average, average_weights, n_averaged, pending, t, alpha, reg_covar, average_after,
+                        halflife)
 
 
 class _Engine:
@@ -85,10 +87,11 @@ class _Engine:
 
     __slots__ = (
         "covariance_type", "shift", "s0", "s1", "s2", "count", "rho", "avg", "avg_weights", "n_averaged", "pending", "t",
-        "alpha", "reg_covar", "average_after", "iterate", "reported",
+        "alpha", "reg_covar", "average_after", "halflife", "iterate", "reported",
     )
 
-    def __init__(self, stats, recency, average, average_weights, n_averaged, pending, t, alpha, reg_covar, average_after):
+    def __init__(self, stats, recency, average, average_weights, n_averaged, pending, t, alpha, reg_covar, average_after,
+                 halflife=None):
         self.covariance_type = stats.covariance_type
         self.shift = stats.shift.tolist()
         self.s0, self.s1, self.s2 = self._lists(stats)
@@ -102,6 +105,7 @@ class _Engine:
         self.alpha = alpha
         self.reg_covar = reg_covar
         self.average_after = average_after
+        self.halflife = halflife
         priors = [r if r > PRIOR_FLOOR * a else PRIOR_FLOOR * a for r, a in zip(self.rho, self.s0)]
         self.iterate = self._reweighted(self._parameters(self.s0, self.s1, self.s2), priors, self.s0)
         self.reported = None if self.avg is None else self._reported()
@@ -157,7 +161,7 @@ class _Engine:
             if self.pending < AVERAGE_EVERY:
                 return
             self.n_averaged += self.pending
-            share = self.pending / self.n_averaged
+            share = average_share(self.pending, self.n_averaged, self.halflife)
             self.pending = 0
             self._blend_average(share)
         total = sum(self.s0)
@@ -260,7 +264,9 @@ class ScalarEngine(_Engine):
         before = self.count
         count = self.count = before + 1.0
         alpha = self.alpha
-        gamma = point_step(self.t, RECENCY_ALPHA)
+        halflife = self.halflife
+        gamma = point_step(self.t, RECENCY_ALPHA, halflife)
+        share = weight_step(before, 1.0, halflife)
         stay = 1.0 - gamma
         rho = self.rho
         s0, s1, s2 = self.s0, self.s1, self.s2
@@ -275,8 +281,8 @@ class ScalarEngine(_Engine):
             r = weight * norm
             a_old = s0[k]
             mass = a_old * before
-            eta = component_step(mass, r, alpha)
-            a = s0[k] = (mass + r) / count
+            a = s0[k] = a_old + share * (r - a_old)
+            eta = component_step(mass, r, alpha, None if halflife is None else halflife * a)
             keep = (1.0 - eta) * a / a_old if a_old > 0.0 else 0.0
             take = eta * a
             b = s1[k] = s1[k] * keep + take * xc
@@ -349,7 +355,9 @@ class PairEngine(ScalarEngine):
         before = self.count
         count = self.count = before + 1.0
         alpha = self.alpha
-        gamma = point_step(t, RECENCY_ALPHA)
+        halflife = self.halflife
+        gamma = point_step(t, RECENCY_ALPHA, halflife)
+        share = weight_step(before, 1.0, halflife)
         stay = 1.0 - gamma
         rho = self.rho
         s0, s1, s2 = self.s0, self.s1, self.s2
@@ -359,8 +367,8 @@ class PairEngine(ScalarEngine):
         p0 = rho[0] = rho[0] * stay + gamma * r
         a_old = s0[0]
         mass = a_old * before
-        eta = component_step(mass, r, alpha)
-        a0 = s0[0] = (mass + r) / count
+        a0 = s0[0] = a_old + share * (r - a_old)
+        eta = component_step(mass, r, alpha, None if halflife is None else halflife * a0)
         keep = (1.0 - eta) * a0 / a_old if a_old > 0.0 else 0.0
         take = eta * a0
         b = s1[0] = s1[0] * keep + take * xc
@@ -375,8 +383,8 @@ class PairEngine(ScalarEngine):
         p1 = rho[1] = rho[1] * stay + gamma * r
         a_old = s0[1]
         mass = a_old * before
-        eta = component_step(mass, r, alpha)
-        a1 = s0[1] = (mass + r) / count
+        a1 = s0[1] = a_old + share * (r - a_old)
+        eta = component_step(mass, r, alpha, None if halflife is None else halflife * a1)
         keep = (1.0 - eta) * a1 / a_old if a_old > 0.0 else 0.0
         take = eta * a1
         b = s1[1] = s1[1] * keep + take * xc
@@ -553,7 +561,9 @@ def _learn_source(D: int, iterate_form, reported_form, update: list[str], produc
         "    before = self.count",
         "    count = self.count = before + 1.0",
         "    alpha = self.alpha",
-        "    gamma = point_step(t, RECENCY_ALPHA)",
+        "    halflife = self.halflife",
+        "    gamma = point_step(t, RECENCY_ALPHA, halflife)",
+        "    share = weight_step(before, 1.0, halflife)",
         "    stay = 1.0 - gamma",
         "    recency = self.rho",
         *_indent(products),
@@ -567,8 +577,8 @@ def _learn_source(D: int, iterate_form, reported_form, update: list[str], produc
         "        r = weight * norm",
         "        a_old = s0[k]",
         "        mass = a_old * before",
-        "        eta = component_step(mass, r, alpha)",
-        "        a = s0[k] = (mass + r) / count",
+        "        a = s0[k] = a_old + share * (r - a_old)",
+        "        eta = component_step(mass, r, alpha, None if halflife is None else halflife * a)",
         "        keep = (1.0 - eta) * a / a_old if a_old > 0.0 else 0.0",
         "        take = eta * a",
         "        p = recency[k] = recency[k] * stay + gamma * r",
@@ -615,6 +625,7 @@ _NAMESPACE = {
     "COLLAPSE_WEIGHT": COLLAPSE_WEIGHT,
     "component_step": component_step,
     "point_step": point_step,
+    "weight_step": weight_step,
     "RECENCY_ALPHA": RECENCY_ALPHA,
     "NotLearnable": NotLearnable,
     "PRIOR_FLOOR": PRIOR_FLOOR,
@@ -702,7 +713,7 @@ class DiagonalEngine(_MultiEngine):
     __slots__ = ()
 
     @classmethod
-    def _shape(cls, stats, recency, average, average_weights, n_averaged, pending, t, alpha, reg_covar, average_after):
+    def _shape(cls, stats, recency, average, average_weights, n_averaged, pending, t, alpha, reg_covar, *rest):
         # The variance floor at the smallest normal float matters only when reg_covar is below it.
         return (stats.n_features, stats.covariance_type == "spherical", reg_covar < _TINY)
 

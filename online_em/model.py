@@ -126,6 +126,14 @@ class OnlineGaussianMixture(base.Clusterer):
     novelty_level
         A point is novel (held back, a candidate for a new component) when its Mahalanobis
         distance to every component exceeds this quantile of the chi-square distribution.
+    halflife
+        For drifting streams: the model forgets with this half-life, in points (a point weighs
+        half after that many more). The weights become exponentially weighted shares, each
+        component's moments forget with half-life ``halflife * weight`` of its own points, and
+        the Polyak average forgets with a quarter of it (`online_em.steps.forgetting_step`).
+        ``None`` (the default): a stationary stream, nothing forgotten. (Measured on a 1-D mean
+        walking from 40 to 80 over 60,000 points beside a fixed component: see
+        `tests/test_forgetting.py` and benchmarks/RESULTS.md.)
     seed
         Random seed for the initialisation and re-seeding.
 
@@ -206,8 +214,10 @@ class OnlineGaussianMixture(base.Clusterer):
         adaptive: bool = True,
         prune_weight: float | None = None,
         novelty_level: float = 0.999,
+        halflife: float | None = None,
         seed: int | None = None,
     ):
+        validation.check_halflife(halflife)
         validation.check_params(
             n_components, warm_up, reg_covar, average_after, n_init, init_max_iter, alpha, covariance_prior
         )
@@ -225,6 +235,7 @@ class OnlineGaussianMixture(base.Clusterer):
         self.adaptive = adaptive
         self.prune_weight = prune_weight
         self.novelty_level = novelty_level
+        self.halflife = halflife
         self.seed = seed
 
         self._rng = np.random.default_rng(seed)
@@ -464,7 +475,7 @@ class OnlineGaussianMixture(base.Clusterer):
             return None
         self._engine = fastpath.make_engine(
             self._stats, self._recency, self._average, self._average_weights, self._n_averaged, self._pending_average, self._t,
-            self.alpha, self.reg_covar, self.average_after,
+            self.alpha, self.reg_covar, self.average_after, self.halflife,
         )
         return self._engine
 
@@ -610,7 +621,7 @@ class OnlineGaussianMixture(base.Clusterer):
         live = params.weights > 0
         covariances = moves.full_covariances(params, np.flatnonzero(live))
         pooled = np.einsum("k,kde->de", params.weights[live] / params.weights[live].sum(), covariances)
-        share = min(0.5, len(rows) * steps.point_step(self._t + 1, steps.RECENCY_ALPHA))
+        share = min(0.5, len(rows) * steps.point_step(self._t + 1, steps.RECENCY_ALPHA, self.halflife))
         self._recency = moves.born_shares(self._recency, k, share)
         self._t += len(rows)
         self._born[k] = self._t
@@ -700,10 +711,10 @@ class OnlineGaussianMixture(base.Clusterer):
         m = int(round(batch.count))
         if m < 1:
             return
-        gamma = steps.batch_step(self._t, m, steps.RECENCY_ALPHA)
+        gamma = steps.batch_step(self._t, m, steps.RECENCY_ALPHA, self.halflife)
         self._recency *= 1.0 - gamma
         self._recency += (gamma / batch.count) * batch.s0
-        self._stats.learn(batch, self.alpha)
+        self._stats.learn(batch, self.alpha, self.halflife)
         self._t += m
         self._since_check += m
         self._params = self._e_step_parameters()
@@ -727,7 +738,7 @@ class OnlineGaussianMixture(base.Clusterer):
             if self._pending_average < AVERAGE_EVERY:
                 return
             self._n_averaged += self._pending_average
-            share = self._pending_average / self._n_averaged
+            share = steps.average_share(self._pending_average, self._n_averaged, self.halflife)
             self._pending_average = 0
             average, stats = self._average, self._stats
             average.s0 += share * (stats.s0 - average.s0)

@@ -1,13 +1,14 @@
 """Saving and loading `OnlineGaussianMixture` models as versioned JSON.
 
-A model file is one JSON object (UTF-8), ``"format": "online-em/model"``, ``"version": 3``
-(version 1 files, from before the covariance prior, and version 2 files, from before missing
-values, exact weights and structural moves, still load):
+A model file is one JSON object (UTF-8), ``"format": "online-em/model"``, ``"version": 4``
+(version 1 files, from before the covariance prior, version 2 files, from before missing
+values, exact weights and structural moves, and version 3 files, from before forgetting, still
+load):
 
 ``params``
     The hyper-parameters (``n_components``, ``covariance_type``, ``alpha``, ``warm_up``,
     ``reg_covar``, ``average_after``, ``covariance_prior``, ``n_init``, ``init_max_iter``,
-    ``seed``).
+    ``adaptive``, ``prune_weight``, ``novelty_level``, ``halflife``, ``seed``).
 ``features``
     The feature names in the model's order (JSON strings or integers, kept as they are), or
     ``null`` before the model has seen a point.
@@ -73,17 +74,19 @@ __all__ = [
 ]
 
 FORMAT = "online-em/model"
-VERSION = 3
+VERSION = 4
 # Version 1 files (before the covariance prior) load as models without a prior; version 1 and 2
 # files (before missing values, exact weights and structural moves) hold no null, keep exactly
 # their components, take the average's own weights and count their points as the statistics' mass.
-_STRUCTURE_FREE = {"adaptive": False, "prune_weight": None, "novelty_level": 0.999}
-_READABLE = {1: {"covariance_prior": 0.0, **_STRUCTURE_FREE}, 2: _STRUCTURE_FREE, 3: {}}
+# Files before version 4 (before forgetting) load as stationary models.
+_STATIONARY = {"halflife": None}
+_STRUCTURE_FREE = {"adaptive": False, "prune_weight": None, "novelty_level": 0.999, **_STATIONARY}
+_READABLE = {1: {"covariance_prior": 0.0, **_STRUCTURE_FREE}, 2: _STRUCTURE_FREE, 3: _STATIONARY, 4: {}}
 
 _PARAMS = (
     "n_components", "covariance_type", "alpha", "warm_up", "reg_covar",
     "average_after", "covariance_prior", "n_init", "init_max_iter", "adaptive", "prune_weight",
-    "novelty_level", "seed",
+    "novelty_level", "halflife", "seed",
 )
 
 
@@ -94,7 +97,7 @@ class StateFileError(ValueError):
     >>> loads('{"format": "online-em/model", "version": 99}')
     Traceback (most recent call last):
     ...
-    online_em.persistence.StateFileError: unsupported version 99 (this library reads versions 1 to 3)
+    online_em.persistence.StateFileError: unsupported version 99 (this library reads versions 1 to 4)
 
     """
 
@@ -126,7 +129,7 @@ def to_dict(model: OnlineGaussianMixture) -> dict:
     >>> from online_em import OnlineGaussianMixture
     >>> state = to_dict(OnlineGaussianMixture(n_components=3, seed=1))
     >>> state["format"], state["version"], state["params"]["n_components"], state["stats"]
-    ('online-em/model', 3, 3, None)
+    ('online-em/model', 4, 3, None)
 
     """
     params = model._get_params()  # River's estimator API (base.Estimator), not the model's

@@ -282,7 +282,7 @@ class SufficientStatistics:
             self.covariance_type, self.shift.copy(), self.s0 / n, self.s1 / n, self.s2 / n, self.count
         )
 
-    def learn(self, batch: SufficientStatistics, alpha: float) -> None:
+    def learn(self, batch: SufficientStatistics, alpha: float, halflife: float | None = None) -> None:
         """In place: take in the summed statistics `batch` of `batch.count` points, the online-EM
         update of running statistics (averages over their `count` points).
 
@@ -291,7 +291,10 @@ class SufficientStatistics:
         `steps.component_steps` of its mass and of the mass the batch gives it, so a component
         that takes in nothing keeps its moments however long the stream, and one born late
         learns as fast as one of its mass born early. (Tied covariances: the shared scatter is
-        on the clock of all the points.)
+        on the clock of all the points.) With a `halflife` (in points), the masses are
+        exponentially weighted averages instead (`steps.weight_step`) and each component's
+        moments forget with half-life ``halflife * weight`` of its own mass: points weigh half
+        after `halflife` more points of the stream.
 
         >>> import numpy as np
         >>> shift = np.zeros(1)
@@ -309,8 +312,8 @@ class SufficientStatistics:
             return
         total = self.count
         mass, taken = self.s0 * total, batch.s0
-        eta = steps.component_steps(mass, taken, alpha)
-        s0 = (mass + taken) / (total + m)
+        s0 = self.s0 + steps.weight_step(total, m, halflife) * (taken / m - self.s0)
+        eta = steps.component_steps(mass, taken, alpha, None if halflife is None else halflife * s0)
         with np.errstate(divide="ignore", invalid="ignore"):
             keep = np.where(self.s0 > 0.0, (1.0 - eta) * s0 / self.s0, 0.0)
             take = np.where(taken > 0.0, eta * s0 / taken, 0.0)

@@ -37,8 +37,9 @@ import math
 
 import numpy as np
 
-__all__ = ["PRIOR_FLOOR", "RECENCY_ALPHA", "batch_step", "check_alpha", "component_step", "component_steps",
-           "log_survival", "point_step", "prior_weights"]
+__all__ = ["AVERAGE_HALFLIFE", "PRIOR_FLOOR", "RECENCY_ALPHA", "average_share", "batch_step", "check_alpha",
+           "component_step", "component_steps", "forgetting_step", "log_survival", "point_step",
+           "prior_weights", "weight_step"]
 
 # The E-step's prior weight of a component is its recent share of the points (the recency mass,
 # on the global clock), but at least this fraction of its weight (its share of all points).
@@ -49,24 +50,99 @@ PRIOR_FLOOR = 0.01
 RECENCY_ALPHA = 0.6
 
 
+# With a half-life h, the Polyak average forgets with half-life AVERAGE_HALFLIFE * h: it still
+# smooths the iterate's noise and adds an eighth of its lag on a drifting stream. (Measured, 1-D,
+# h = 1,000, 3 seeds: after a jump of 6 sd the reported mean is within 1 sd after 3.5-3.6 half-lives
+# at 1/4, 3.3-3.4 at 1/8, 3.1-3.3 without averaging; on a stationary stream h = 1,000 at 1/8 costs
+# at most 0.0014 nats per sample of held-out log-likelihood.)
+AVERAGE_HALFLIFE = 0.125
+_LN2 = math.log(2.0)
+
+
+def forgetting_step(taken: float, halflife: float | None) -> float:
+    """The step of forgetting with a half-life of `halflife` (in the units of `taken`): the old
+    statistics keep ``2 ** (-taken / halflife)`` of their weight; 0 without a half-life.
+
+    Forgetting is a floor under each of the schedule's steps, so that with ``halflife=h`` a
+    statistic weighs a point by half after h more points: the weights (`weight_step`), each
+    component's moments (`component_step`, whose half-life is h times its weight, in its own
+    mass), the recency masses (`point_step`, `batch_step`) and the Polyak average
+    (`average_share`, AVERAGE_HALFLIFE times h). Steps compose: one step for m points is that
+    of m steps of one.
+
+    >>> forgetting_step(1000.0, 1000.0)
+    0.5
+    >>> whole = forgetting_step(3.0, 10.0)
+    >>> abs(whole - (1 - (1 - forgetting_step(1.0, 10.0)) * (1 - forgetting_step(2.0, 10.0)))) < 1e-15
+    True
+    >>> forgetting_step(5.0, None)
+    0.0
+
+    """
+    if halflife is None:
+        return 0.0
+    return -math.expm1(-_LN2 * taken / halflife)
+
+
+def weight_step(count: float, m: float, halflife: float | None = None) -> float:
+    """The step the masses (weights) take in a batch of m points with, after `count` points:
+    the exact running average, m / (count + m), or forgetting's floor.
+
+    >>> weight_step(99.0, 1.0)
+    0.01
+    >>> round(weight_step(1e6, 1.0, 1000.0), 6)
+    0.000693
+
+    """
+    exact = m / (count + m)
+    if halflife is None:
+        return exact
+    return max(exact, forgetting_step(m, halflife))
+
+
+def average_share(taken: float, n_averaged: float, halflife: float | None = None) -> float:
+    """The share of the iterate when the Polyak average takes it in, for `taken` points of the
+    `n_averaged` it now covers (those included): their exact share of the average, or with a
+    half-life, forgetting's floor (half-life AVERAGE_HALFLIFE * halflife).
+
+    >>> average_share(16, 64)
+    0.25
+    >>> round(average_share(16, 1e6, 1000.0), 4)
+    0.0849
+
+    """
+    exact = taken / n_averaged
+    if halflife is None:
+        return exact
+    return max(exact, forgetting_step(taken, AVERAGE_HALFLIFE * halflife))
+
+
 def check_alpha(alpha: float) -> float:
     if not 0.5 < alpha <= 1.0:
         raise ValueError(f"alpha must be in (0.5, 1], got {alpha!r}")
     return alpha
 
 
-def component_step(mass: float, taken: float, alpha: float) -> float:
+def component_step(mass: float, taken: float, alpha: float, memory: float | None = None) -> float:
     """The step of a component of `mass` that takes in `taken` more (a point's responsibility,
-    or a batch's summed responsibilities): ``1 - exp(F(mass) - F(mass + taken))``."""
+    or a batch's summed responsibilities): ``1 - exp(F(mass) - F(mass + taken))``; with a
+    `memory` (the model's half-life times the component's weight), at least
+    ``forgetting_step(taken, memory)``."""
     if taken <= 0.0:
         return 0.0
     if alpha == 1.0:
-        return taken / (mass + taken)
-    e = 1.0 - alpha
-    return -math.expm1((mass**e - (mass + taken) ** e) / e)
+        step = taken / (mass + taken)
+    else:
+        e = 1.0 - alpha
+        step = -math.expm1((mass**e - (mass + taken) ** e) / e)
+    if memory is None:
+        return step
+    floor = -math.expm1(-_LN2 * taken / memory) if memory > 0.0 else 1.0
+    return floor if floor > step else step
 
 
-def component_steps(mass: np.ndarray, taken: np.ndarray, alpha: float) -> np.ndarray:
+def component_steps(mass: np.ndarray, taken: np.ndarray, alpha: float,
+                    memory: np.ndarray | None = None) -> np.ndarray:
     """`component_step` for arrays of components (the batch path)."""
     mass = np.asarray(mass, dtype=np.float64)
     after = mass + taken
@@ -76,6 +152,9 @@ def component_steps(mass: np.ndarray, taken: np.ndarray, alpha: float) -> np.nda
         else:
             e = 1.0 - alpha
             step = -np.expm1((mass**e - after**e) / e)
+        if memory is not None:
+            floor = np.where(memory > 0.0, -np.expm1(-_LN2 * taken / np.where(memory > 0.0, memory, 1.0)), 1.0)
+            step = np.maximum(step, floor)
     return np.where(taken > 0.0, step, 0.0)
 
 
@@ -93,16 +172,22 @@ def prior_weights(recency: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return prior / prior.sum()
 
 
-def point_step(t: int, alpha: float) -> float:
-    """The step for the t-th point (t >= 1)."""
-    return t**-alpha
+def point_step(t: int, alpha: float, halflife: float | None = None) -> float:
+    """The step for the t-th point (t >= 1); with a half-life, at least forgetting's."""
+    step = t**-alpha
+    if halflife is None:
+        return step
+    floor = -math.expm1(-_LN2 / halflife)
+    return floor if floor > step else step
 
 
-def batch_step(t: int, m: int, alpha: float) -> float:
-    """The combined step for points t+1 .. t+m."""
+def batch_step(t: int, m: int, alpha: float, halflife: float | None = None) -> float:
+    """The combined step for points t+1 .. t+m; with a half-life, at least forgetting's (for m
+    points; the floor of a batch is that of its points while the decaying step is above it)."""
     if m == 1:
-        return point_step(t + 1, alpha)
-    return float(-math.expm1(log_survival(t + 1, t + m, alpha)))
+        return point_step(t + 1, alpha, halflife)
+    step = float(-math.expm1(log_survival(t + 1, t + m, alpha)))
+    return max(step, forgetting_step(m, halflife))
 
 
 # Below this index the terms of `log_survival` are summed one by one; from it on, in closed form.

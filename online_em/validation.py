@@ -36,7 +36,7 @@ import numbers
 import typing
 
 __all__ = [
-    "MAX_ABS_VALUE", "MAX_SHOWN", "DEFAULT_MAX_SIZE", "check_model_size", "check_params", "check_value",
+    "MAX_ABS_VALUE", "MAX_SHOWN", "DEFAULT_MAX_SIZE", "check_halflife", "check_model_size", "check_params", "check_value",
     "is_missing", "max_features", "model_size", "row_from_dict", "shorten", "value_or_missing",
 ]
 
@@ -65,6 +65,20 @@ def _is_integer(value: typing.Any) -> bool:
 
 def _is_real(value: typing.Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def check_halflife(halflife: typing.Any) -> None:
+    """ValueError unless `halflife` is None or a finite number of points >= 1.
+
+    >>> check_halflife(1000)
+    >>> check_halflife(0.5)
+    Traceback (most recent call last):
+    ...
+    ValueError: halflife must be None or a finite number of points >= 1, got 0.5
+
+    """
+    if halflife is not None and (not _is_real(halflife) or not 1.0 <= halflife < math.inf):
+        raise ValueError(f"halflife must be None or a finite number of points >= 1, got {shorten(halflife)}")
 
 
 def check_params(n_components: typing.Any, warm_up: typing.Any, reg_covar: typing.Any, average_after: typing.Any,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from online_em import OnlineGaussianMixture, labeler as cli_module
+from online_em import OnlineGaussianMixture, labeler as cli_module, persistence
 from online_em.cli import cli, demo_stream
 
 
@@ -217,7 +217,7 @@ def test_a_damaged_state_file_is_a_clear_error_and_left_as_it_was(tmp_path, dama
     elif damage == "garbage":
         data = b"\x00\x01 not json"
     else:
-        data = data.replace(b"\"version\": 3", b"\"version\": 7")
+        data = data.replace(f'"version": {persistence.VERSION}'.encode(), b'"version": 99')
     state.write_bytes(data)
     for command in (["label", "--state", str(state)], ["fit", "-", "--state", str(state)],
                     ["show", "--state", str(state)]):

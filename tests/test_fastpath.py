@@ -71,6 +71,17 @@ def test_starving_components_agree_with_numpy(covariance_type):
     assert sorted(fast.weights_)[0] < 0.1
 
 
+@pytest.mark.parametrize("covariance_type, n_features, n_components",
+                         [("full", 1, 2), ("diag", 1, 3), ("full", 3, 2), ("diag", 4, 3)])
+def test_engine_matches_the_numpy_path_with_forgetting(covariance_type, n_features, n_components):
+    """With a half-life the engines (the pair, scalar, full and diagonal ones) take the same
+    floors (`online_em.steps`) as the arrays: weights, moments, recency and average; the stream
+    drifts, so the floors bind."""
+    X, _ = synthetic_mixture(3000, n_features, n_components, "full" if covariance_type == "full" else "diag", seed=11)
+    X = X + np.linspace(0.0, 3.0, len(X))[:, None]
+    _agree_along(X, n_components, covariance_type, warm_up=200, average_after=600, halflife=300)
+
+
 def test_switching_between_one_point_and_batch_calls_loses_nothing():
     X, _ = synthetic_mixture(4000, 2, 2, "diag", seed=9)
     mixed = OnlineGaussianMixture(2, covariance_type="diag", warm_up=100, seed=1)

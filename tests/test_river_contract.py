@@ -100,7 +100,7 @@ def test_pipeline_with_standard_scaler_ari_above_0_9():
 
 def test_progressive_val_score_with_silhouette():
     xs, ys = blob_dicts(1500, seed=2)
-    model = OnlineGaussianMixture(n_components=3, seed=0)
+    model = OnlineGaussianMixture(n_components=3, warm_up=300, seed=0)  # mostly streaming updates
     result = evaluate.progressive_val_score(
         dataset=zip(xs, ys), model=model, metric=metrics.Silhouette()
     )

@@ -13,7 +13,10 @@ partitions is learned in three moves:
    driver's, advanced once per merged mini-batch.
 
 Rows may have missing values (NaN), as in `learn_many`; a dataframe must have a column for every
-feature of the model (it may be all missing).
+feature of the model (it may be all missing). **Births** happen as in `learn_many`: while the
+model has a free slot, each task holds back its block's novel rows (`online_em.novelty`), sends
+them to the driver with its statistics, and the driver holds them and makes a birth when one is
+due (`OnlineGaussianMixture.apply_statistics`); merges and prunes are the driver's.
 
 A mini-batch is one block, or `blocks_per_batch` consecutive blocks, and a pass visits them in
 order, so ``partial_fit(model, data)`` learns what ``model.learn_many(block)`` for each block in
@@ -49,6 +52,7 @@ Two clusters, 40,000 points in 8 blocks of 5,000, learned in mini-batches of 2 b
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import numbers
 import typing
@@ -56,11 +60,11 @@ import typing
 import dask
 import numpy as np
 
-from . import missing
+from . import missing, novelty
 from .model import OnlineGaussianMixture, _sorted_features
 from .stats import SufficientStatistics
 
-__all__ = ["partial_fit", "fit"]
+__all__ = ["BlockResult", "partial_fit", "fit"]
 
 
 # ---------------------------------------------------------------- tasks (run on the workers)
@@ -81,26 +85,60 @@ def _head(block: typing.Any, features: list | None, start: int, n: int):
     return _as_matrix(block, None)[start : start + n].copy()
 
 
-def _block_statistics(block: typing.Any, payload: tuple, skip: int, index: int) -> SufficientStatistics:
-    """E-step on one block: its summed statistics under the parameters in `payload`.
+@dataclasses.dataclass
+class BlockResult:
+    """What a block's E-step sends back: the summed statistics of the rows it learned, how many
+    rows had something observed, and its novel rows (held back, not in the statistics) with
+    their offsets among those rows. Results of consecutive blocks merge in order."""
+
+    statistics: SufficientStatistics
+    n_rows: int
+    novel_rows: np.ndarray  # (m, D)
+    novel_offsets: np.ndarray  # (m,), increasing
+
+    def merge(self, other: BlockResult) -> BlockResult:
+        return BlockResult(
+            self.statistics.merge(other.statistics),
+            self.n_rows + other.n_rows,
+            np.concatenate([self.novel_rows, other.novel_rows]),
+            np.concatenate([self.novel_offsets, other.novel_offsets + self.n_rows]),
+        )
+
+
+def _block_statistics(block: typing.Any, payload: tuple, skip: int, index: int) -> BlockResult:
+    """E-step on one block under the parameters in `payload`: the statistics of its rows, the
+    novel ones held back if the payload has a novelty threshold (at most MAX_NOVEL_ROWS of a
+    block: beyond, they are learned as ordinary rows); novelty is judged under the payload's
+    `novelty_params` when given (the parameters before a birth, when the statistics are made
+    again under the parameters after it).
 
     The first `skip` rows (those the model was initialised on) are left out. NaN is a missing
     value (rows with none observed are left out, and out of the count).
     """
-    params, features = payload
+    params, features, threshold, novelty_params = payload
     X = _as_matrix(block, features)[skip:]
     if np.isinf(X).any():
         row = int(np.argwhere(np.isinf(X))[0, 0])
         raise ValueError(
             f"block {index}, row {row + skip} has a value that is not finite: {X[row].tolist()}"
         )
+    X = missing.observed_rows(X)
+    offsets = np.zeros(0, dtype=np.int64)
+    if threshold is not None:  # the same test as learn_many's (online_em.novelty)
+        offsets = np.flatnonzero(novelty.is_novel(novelty_params or params, X, threshold))[:MAX_NOVEL_ROWS]
+    learned = np.delete(X, offsets, axis=0) if len(offsets) else X
     # The same function as OnlineGaussianMixture.expected_statistics, so the sums agree exactly.
-    return missing.expected_statistics(params, X)
+    return BlockResult(missing.expected_statistics(params, learned), len(X), X[offsets], offsets)
 
 
-def _merge_all(*parts: SufficientStatistics) -> SufficientStatistics:
-    """Merge statistics left to right (a fixed order, hence a repeatable sum)."""
-    return functools.reduce(SufficientStatistics.merge, parts)
+# A block sends back at most this many novel rows (a birth needs a few dozen; a block that is all
+# of a new cluster would otherwise send itself to the driver).
+MAX_NOVEL_ROWS = novelty.HOLD_POINTS
+
+
+def _merge_all(*parts: BlockResult) -> BlockResult:
+    """Merge block results left to right (a fixed order, hence a repeatable sum)."""
+    return functools.reduce(BlockResult.merge, parts)
 
 
 # ---------------------------------------------------------------- graph building (driver)
@@ -235,16 +273,24 @@ def partial_fit(
         return model
     for start in range(0, len(blocks), blocks_per_batch):
         group = range(start, min(start + blocks_per_batch, len(blocks)))
-        payload = (model.parameters_for_e_step, features)
-        # One literal per mini-batch: the parameters travel once to the workers, not the data back.
-        shared = dask.delayed(payload, traverse=False)
-        parts = [
-            dask.delayed(_block_statistics, pure=False)(blocks[j], shared, consumed.get(j, 0), j)
-            for j in group
-        ]
-        batch = _compute(client, _tree_reduce(parts, split_every))
-        if batch.count >= 1:
-            model.apply_statistics(batch)
+
+        def statistics(payload):
+            # One literal per mini-batch: the parameters travel once to the workers, not the data back.
+            shared = dask.delayed(payload, traverse=False)
+            parts = [
+                dask.delayed(_block_statistics, pure=False)(blocks[j], shared, consumed.get(j, 0), j)
+                for j in group
+            ]
+            return _compute(client, _tree_reduce(parts, split_every))
+
+        params, threshold = model.parameters_for_e_step, model.novelty_threshold
+        result = statistics((params, features, threshold, None))
+        if len(result.novel_rows) and model.hold(result.novel_rows, result.novel_offsets, result.n_rows):
+            # A birth before the batch's other rows are learned (as learn_many): their E-step
+            # again, under the new parameters, the same rows held out.
+            result = statistics((model.parameters_for_e_step, features, threshold, params))
+        if result.statistics.count >= 1:
+            model.apply_statistics(result.statistics)
         if callback is not None:
             callback(model)
     return model

@@ -551,7 +551,7 @@ class OnlineGaussianMixture(base.Clusterer):
             X = self._hold_novel(X)
         if len(X):
             self.apply_statistics(self.expected_statistics(X), missing.complete_rows(X) if incomplete else X)
-        if self._watching:
+        elif self._watching and self._held:
             self._after_holding()
 
     # ------------------------------------------------------------------ structural moves
@@ -560,17 +560,19 @@ class OnlineGaussianMixture(base.Clusterer):
         """The squared Mahalanobis distance beyond which a point is novel (cached by novelty)."""
         return novelty.chi2_quantile(self.n_features_in_, self.novelty_level)
 
-    def _nearest_distances(self, X: np.ndarray) -> np.ndarray:
-        """Squared Mahalanobis distance of each row of X to its nearest active component."""
+    @property
+    def novelty_threshold(self) -> float | None:
+        """The squared Mahalanobis distance beyond which a point is held back as novel now (see
+        `online_em.novelty.is_novel`), or None when no point is (no free slot, not adaptive, or
+        not initialised): what an E-step elsewhere (`online_em.dask`) needs to hold points back."""
         self._sync()
-        params = self._params
-        return params.mahalanobis(X)[:, params.weights > 0].min(axis=1)
+        return self._novelty_threshold() if self._watching else None
 
     def _learn_or_hold(self, row: list[float], predict: bool) -> int | None:
         """One point while a slot is free: the label, then the point held back if it is novel
         (and a birth if one is due), else learned."""
         engine = self._engine or self._start_engine()
-        d2 = engine.novelty(row) if engine is not None else float(self._nearest_distances(np.array([row]))[0])
+        d2 = engine.novelty(row) if engine is not None else float(novelty.nearest_distances(self._params, np.array([row]))[0])
         if not d2 > self._novelty_threshold():
             label = self._learn_complete_row(row, predict)
             if self._watching and self._held:
@@ -585,30 +587,64 @@ class OnlineGaussianMixture(base.Clusterer):
 
     def _hold_novel(self, X: np.ndarray) -> np.ndarray:
         """Hold back the novel rows of X (in order); the rest, to learn."""
-        novel = self._nearest_distances(X) > self._novelty_threshold()
+        self._sync()
+        novel = novelty.is_novel(self._params, X, self._novelty_threshold())
         if not novel.any():
             return X
-        positions = self.n_samples_seen + np.arange(len(X))
-        for position, row in zip(positions[novel].tolist(), X[novel].tolist()):
-            self._held.add(position, row)
+        self.hold(X[novel], np.flatnonzero(novel), len(X))
         return X[~novel]
+
+    def hold(self, rows: np.ndarray, offsets: np.ndarray, n_rows: int) -> bool:
+        """Hold back the novel rows of a mini-batch of `n_rows` rows now arriving (rows with
+        something observed), at `offsets` among them; then a birth, if one is due by the end of
+        the batch, before its other rows are learned. True if a component was born: the E-step of
+        the batch's other rows is then to be made under the new `parameters_for_e_step`.
+
+        `learn_many` holds its novel rows so; an E-step elsewhere (`online_em.dask`) that held
+        rows out of its statistics under `novelty_threshold` hands them over with this, then
+        its statistics to `apply_statistics`."""
+        self._sync()
+        if not self._watching:
+            raise ValueError("no point is held back now: the model has no free slot (see novelty_threshold)")
+        start = self.n_samples_seen
+        for position, row in zip((start + np.asarray(offsets)).tolist(), np.asarray(rows, dtype=np.float64).tolist()):
+            self._held.add(position, row)
+        return self._birth_if_due(start + n_rows)
+
+    def _birth_if_due(self, now: int) -> bool:
+        """A birth from the most recent held points if one is due by `now`; the held points the
+        components then explain (the newborn's other neighbours, held from the same batch) are
+        learned, not left to start a second component."""
+        j = self._held.due(now, self.n_features_in_, self.novelty_level)
+        if not j:
+            return False
+        self._birth(np.array(self._held.take_recent(j)))
+        if self._held:
+            explained = ~novelty.is_novel(self._params, np.array(self._held.rows()), self._novelty_threshold())
+            self._learn_held(self._held.take(explained.tolist()))
+        return True
+
+    def _learn_held(self, rows: list[list[float]]) -> None:
+        """Learn held rows as ordinary points (nothing is held meanwhile)."""
+        if not rows:
+            return
+        watching, self._watching = self._watching, False
+        try:
+            X = np.array(rows)
+            self.apply_statistics(self.expected_statistics(X), X)
+        finally:
+            self._watching = self._free_slot() if watching else self._watching
 
     def _after_holding(self) -> None:
         """A birth if one is due; held points that waited too long are learned."""
-        j = self._held.due(self.n_samples_seen, self.n_features_in_, self.novelty_level)
-        if j:
-            self._birth(np.array(self._held.take_recent(j)))
+        self._birth_if_due(self.n_samples_seen)
         expired = self._held.take_expired(self.n_samples_seen)
         if not self._watching:
             expired += self._held.take_all()
         if expired:
-            self._watching = False
-            try:
-                self._sync()
-                X = np.array(expired)
-                self.apply_statistics(self.expected_statistics(X), X)
-            finally:
-                self._watching = self._free_slot()
+            self._sync()
+            self._learn_held(expired)
+            self._watching = self._free_slot()
 
     def _free_slot(self) -> bool:
         return self.adaptive and self._stats is not None and bool((self._stats.s0 == 0.0).any())
@@ -703,7 +739,8 @@ class OnlineGaussianMixture(base.Clusterer):
 
     def apply_statistics(self, batch: SufficientStatistics, X: np.ndarray | None = None) -> None:
         """M-step: blend the summed statistics of `batch.count` points into the running ones,
-        with the combined step of that many points; then refresh the parameters.
+        with the combined step of that many points; then refresh the parameters (and, with
+        points held back as novel, a birth if one is due, or the learning of those held too long).
 
         X, when given, offers the points a collapsed component may be re-seeded on.
         """
@@ -724,6 +761,8 @@ class OnlineGaussianMixture(base.Clusterer):
         self._repair(X)
         if self.adaptive and self._since_check >= moves.CHECK_EVERY:
             self._check_structure()
+        if self._watching and self._held:
+            self._after_holding()
 
     def _accumulate_average(self, m: int) -> None:
         """Polyak averaging: from `average_after` points on, the average takes in the iterate

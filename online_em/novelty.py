@@ -27,12 +27,33 @@ from __future__ import annotations
 import functools
 import math
 
-__all__ = ["BIRTH_P_VALUE", "HOLD_POINTS", "HeldPoints", "chi2_quantile", "min_birth_points", "poisson_tail"]
+__all__ = ["BIRTH_P_VALUE", "HOLD_POINTS", "HeldPoints", "chi2_quantile", "is_novel", "min_birth_points", "nearest_distances",
+           "poisson_tail"]
 
 BIRTH_P_VALUE = 1e-6
 HOLD_POINTS = 2000
 # The normal quantile of the default level, 0.999 (Wilson-Hilferty needs only this one).
 _Z = {0.999: 3.090232306167813}
+
+
+def nearest_distances(params, X):
+    """The squared Mahalanobis distance of each row of X to its nearest active component of the
+    `MixtureParameters` params (NaN for a row with a missing value: never novel)."""
+    return params.mahalanobis(X)[:, params.weights > 0].min(axis=1)
+
+
+def is_novel(params, X, threshold: float):
+    """Which rows of X are novel: beyond `threshold` (a `chi2_quantile`) from every active
+    component. The model's batch path and `online_em.dask`'s workers both ask this.
+
+    >>> import numpy as np
+    >>> from online_em.stats import MixtureParameters
+    >>> params = MixtureParameters.from_covariances("diag", np.array([1.0, 0.0]), np.zeros((2, 1)), np.ones((2, 1)))
+    >>> is_novel(params, np.array([[0.5], [4.0], [np.nan]]), chi2_quantile(1, 0.999)).tolist()
+    [False, True, False]
+
+    """
+    return nearest_distances(params, X) > threshold
 
 
 @functools.lru_cache(maxsize=64)
@@ -121,6 +142,15 @@ class HeldPoints:
             n += 1
         rows = [row for _, row in self.items[:n]]
         del self.items[:n]
+        return rows
+
+    def rows(self) -> list[list[float]]:
+        return [row for _, row in self.items]
+
+    def take(self, chosen: list[bool]) -> list[list[float]]:
+        """Remove and return the rows where `chosen` (one flag per held point, oldest first)."""
+        rows = [row for (_, row), c in zip(self.items, chosen) if c]
+        self.items = [item for item, c in zip(self.items, chosen) if not c]
         return rows
 
     def take_all(self) -> list[list[float]]:

@@ -261,8 +261,31 @@ def test_only_statistics_and_the_warm_up_sample_reach_the_driver(threads_client,
     head, *batches = gathered
     assert isinstance(head, np.ndarray) and head.shape == (model.warm_up, D)
     assert len(batches) == N_BATCHES
-    assert all(isinstance(b, SufficientStatistics) and b.s1.shape == (K, D) for b in batches)
-    assert sum(b.count for b in batches) == len(X) - model.warm_up
+    assert all(isinstance(b, oed.BlockResult) and isinstance(b.statistics, SufficientStatistics) for b in batches)
+    assert all(b.statistics.s1.shape == (K, D) and len(b.novel_rows) == 0 for b in batches)  # no free slot
+    assert sum(b.statistics.count for b in batches) == len(X) - model.warm_up
+
+
+@pytest.mark.parametrize("parts", [1, 4])
+def test_births_on_the_workers_as_in_learn_many(threads_client, parts):
+    """The tutorial in its own order (all of one process, then the other) with room for 5
+    components: the workers hold the second process's first points back, the driver gives it a
+    component, as learn_many over the same mini-batches does."""
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(20, 5, 4000), rng.normal(40, 5, 8000)])[:, None]
+    options = dict(n_components=5, seed=0)
+    want_model = OnlineGaussianMixture(**options)
+    for start in range(0, len(x), 500):
+        want_model.learn_many(x[start : start + 500])
+    model = oed.partial_fit(OnlineGaussianMixture(**options), da.from_array(x, chunks=(500 // parts, 1)),
+                            blocks_per_batch=parts, client=threads_client)
+    assert model.moves_ == want_model.moves_ and model.moves_["births"] >= 1
+    assert model.n_active_components_ == want_model.n_active_components_ == 2
+    assert model.n_samples_seen == want_model.n_samples_seen == len(x)
+    live = model.weights_ > 0
+    np.testing.assert_allclose(np.sort(model.means_[live, 0]), [20, 40], atol=1.0)
+    np.testing.assert_allclose(model.means_, want_model.means_, rtol=1e-9)
+    np.testing.assert_allclose(model.weights_, want_model.weights_, rtol=1e-9)
 
 
 # ---------------------------------------------------------------- a lost worker

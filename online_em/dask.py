@@ -285,7 +285,10 @@ def partial_fit(
 
         params, threshold = model.parameters_for_e_step, model.novelty_threshold
         result = statistics((params, features, threshold, None))
-        if len(result.novel_rows) and model.hold(result.novel_rows, result.novel_offsets, result.n_rows):
+        if len(result.novel_rows) and model.hold(
+            result.novel_rows, result.novel_offsets, result.n_rows,
+            lambda new: statistics((new, features, threshold, params)).statistics,  # a newborn's refinement
+        ):
             # A birth before the batch's other rows are learned (as learn_many): their E-step
             # again, under the new parameters, the same rows held out.
             result = statistics((model.parameters_for_e_step, features, threshold, params))

@@ -267,6 +267,7 @@ class OnlineGaussianMixture(base.Clusterer):
         self._since_check = 0
         self._moves = {"births": 0, "merges": 0, "prunes": 0}
         self._watching = False  # adaptive, initialised, and a free slot: test points for novelty
+        self._refined_newborn: int | None = None  # a newborn refined on the batch being learned
 
     @classmethod
     def _unit_test_params(cls):
@@ -591,38 +592,55 @@ class OnlineGaussianMixture(base.Clusterer):
         novel = novelty.is_novel(self._params, X, self._novelty_threshold())
         if not novel.any():
             return X
-        self.hold(X[novel], np.flatnonzero(novel), len(X))
-        return X[~novel]
+        others = X[~novel]
+        self.hold(X[novel], np.flatnonzero(novel), len(X), lambda params: missing.expected_statistics(params, others))
+        return others
 
-    def hold(self, rows: np.ndarray, offsets: np.ndarray, n_rows: int) -> bool:
+    def hold(self, rows: np.ndarray, offsets: np.ndarray, n_rows: int,
+             batch_statistics: typing.Callable[[MixtureParameters], SufficientStatistics] | None = None) -> bool:
         """Hold back the novel rows of a mini-batch of `n_rows` rows now arriving (rows with
         something observed), at `offsets` among them; then a birth, if one is due by the end of
         the batch, before its other rows are learned. True if a component was born: the E-step of
         the batch's other rows is then to be made under the new `parameters_for_e_step`.
 
-        `learn_many` holds its novel rows so; an E-step elsewhere (`online_em.dask`) that held
-        rows out of its statistics under `novelty_threshold` hands them over with this, then
-        its statistics to `apply_statistics`."""
+        `batch_statistics(params)`, if given, is the E-step of the batch's other rows under
+        `params`: a newborn is then refined on them (`online_em.moves.reshaped`) before they are
+        learned. `learn_many` holds its novel rows so; an E-step elsewhere (`online_em.dask`)
+        that held rows out of its statistics under `novelty_threshold` hands them over with this,
+        then its statistics to `apply_statistics`."""
         self._sync()
         if not self._watching:
             raise ValueError("no point is held back now: the model has no free slot (see novelty_threshold)")
         start = self.n_samples_seen
         for position, row in zip((start + np.asarray(offsets)).tolist(), np.asarray(rows, dtype=np.float64).tolist()):
             self._held.add(position, row)
-        return self._birth_if_due(start + n_rows)
+        return self._birth_if_due(start + n_rows, batch_statistics)
 
-    def _birth_if_due(self, now: int) -> bool:
+    def _birth_if_due(self, now: int, batch_statistics=None) -> bool:
         """A birth from the most recent held points if one is due by `now`; the held points the
         components then explain (the newborn's other neighbours, held from the same batch) are
         learned, not left to start a second component."""
         j = self._held.due(now, self.n_features_in_, self.novelty_level)
         if not j:
             return False
-        self._birth(np.array(self._held.take_recent(j)))
+        rows = np.array(self._held.take_recent(j))
+        k = self._birth(rows)
         if self._held:
             explained = ~novelty.is_novel(self._params, np.array(self._held.rows()), self._novelty_threshold())
             self._learn_held(self._held.take(explained.tolist()))
+        if batch_statistics is not None:
+            self._refine_newborn(k, rows, batch_statistics)
         return True
+
+    def _refine_newborn(self, k: int, rows: np.ndarray, batch_statistics) -> None:
+        """EM steps of newborn k alone over its batch: its rows and the batch's others. Its
+        moments then hold the batch's other rows already: the next `apply_statistics` (of those
+        rows) leaves them as they are (its statistics for k reshaped to the newborn's)."""
+        for _ in range(moves.NEWBORN_ITERATIONS):
+            params = self._params
+            batch = missing.expected_statistics(params, rows).merge(batch_statistics(params))
+            self._apply(moves.reshaped, k, batch)
+        self._refined_newborn = k
 
     def _learn_held(self, rows: list[list[float]]) -> None:
         """Learn held rows as ordinary points (nothing is held meanwhile)."""
@@ -649,8 +667,8 @@ class OnlineGaussianMixture(base.Clusterer):
     def _free_slot(self) -> bool:
         return self.adaptive and self._stats is not None and bool((self._stats.s0 == 0.0).any())
 
-    def _birth(self, rows: np.ndarray) -> None:
-        """A new component from the held rows, in the lowest free slot."""
+    def _birth(self, rows: np.ndarray) -> int:
+        """A new component from the held rows, in the lowest free slot (which it returns)."""
         self._sync()
         k = int(np.flatnonzero(self._stats.s0 == 0.0)[0])
         params = self._params
@@ -663,6 +681,7 @@ class OnlineGaussianMixture(base.Clusterer):
         self._born[k] = self._t
         self._moves["births"] += 1
         self._apply(moves.birth, k, rows, pooled)
+        return k
 
     def _e_step_parameters(self) -> MixtureParameters:
         """The iterate's parameters with the E-step's prior weights."""
@@ -745,6 +764,9 @@ class OnlineGaussianMixture(base.Clusterer):
         X, when given, offers the points a collapsed component may be re-seeded on.
         """
         self._sync()
+        if self._refined_newborn is not None:  # the batch a newborn was just refined on
+            batch = moves.reshaped(batch, self._refined_newborn, self._stats)
+            self._refined_newborn = None
         m = int(round(batch.count))
         if m < 1:
             return

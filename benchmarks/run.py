@@ -29,7 +29,9 @@ Sections:
    which also runs alone);
 10. order and size: active components, ARI and held-out log-likelihood of ours (n_components an
    upper bound) against scikit-learn's BayesianGaussianMixture on shuffled and sorted streams
-   (``structure_bench.py``, which also runs alone).
+   (``structure_bench.py``, which also runs alone);
+11. forgetting: a drifting 1-D stream with and without ``halflife``, and its cost on a stationary
+   one (``drift_bench.py``, which also runs alone).
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ from cases import (  # noqa: E402
 import missing_values  # noqa: E402
 import anomaly_bench  # noqa: E402
 import structure_bench  # noqa: E402
+import drift_bench  # noqa: E402
 import real_data  # noqa: E402
 
 import online_em  # noqa: E402
@@ -102,6 +105,8 @@ class Sizes:
     missing_seeds: int
     anomaly_points: int | None  # None: every point of each stream
     anomaly_seeds: int
+    drift_points: int
+    drift_seeds: int
 
 
 FULL = Sizes(
@@ -114,6 +119,7 @@ FULL = Sizes(
     real_data_sets=real_data.DATASETS, real_data_seeds=3,
     missing_rows=(5_000, 50_000), missing_seeds=3,
     anomaly_points=None, anomaly_seeds=3,
+    drift_points=60_000, drift_seeds=3,
 )
 QUICK = Sizes(
     per_point=1_000, per_point_repeats=1,
@@ -125,6 +131,7 @@ QUICK = Sizes(
     real_data_sets=real_data.QUICK_DATASETS, real_data_seeds=1,
     missing_rows=(5_000,), missing_seeds=1,
     anomaly_points=anomaly_bench.QUICK_POINTS, anomaly_seeds=1,
+    drift_points=3_000, drift_seeds=1,
 )
 
 
@@ -813,6 +820,19 @@ def bench_structure(report: Report, sizes: Sizes) -> None:
                    lines + [""] + structure_bench.table(cells))
 
 
+def bench_drift(report: Report, sizes: Sizes) -> None:
+    seeds = tuple(range(sizes.drift_seeds))
+    cells = drift_bench.run(seeds, sizes.drift_points)
+    for what, measured, met in drift_bench.verdicts(cells):
+        case, target = what.split(": ", 1)
+        report.summary.append(Row("11. forgetting", f"1-D drift, {case}", measured, "issue 12", None, target, met))
+    lines = [f"`python benchmarks/run.py --only drift` (or `python benchmarks/drift_bench.py`), {len(seeds)} seed(s), "
+             f"{sizes.drift_points:,} points a stream."]
+    for paragraph in drift_bench.__doc__.split("\n\n")[1:-1]:
+        lines += ["", paragraph]
+    report.section("11. Forgetting: drifting streams", lines + [""] + drift_bench.table(cells))
+
+
 def bench_anomaly(report: Report, sizes: Sizes) -> None:
     cells = anomaly_bench.run(seeds=tuple(range(sizes.anomaly_seeds)), n=sizes.anomaly_points)
     for dataset, met in anomaly_bench.verdicts(cells):
@@ -885,7 +905,8 @@ def before_after(report: Report, path: str) -> list[str]:
 # ---------------------------------------------------------------------------------- main
 
 
-SECTIONS = ("per_point", "minibatch", "cli", "memory", "scaling", "real-data", "missing", "anomaly", "structure")
+SECTIONS = ("per_point", "minibatch", "cli", "memory", "scaling", "real-data", "missing", "anomaly", "structure",
+            "drift")
 # The Dask comparison needs a cluster and its own script; its last results are copied into the report.
 DASK_RESULTS = os.path.join(HERE, "dask_results.md")
 
@@ -943,6 +964,8 @@ def main(argv: list[str] | None = None) -> int:
         bench_anomaly(report, sizes)
     if "structure" in only:
         bench_structure(report, sizes)
+    if "drift" in only:
+        bench_drift(report, sizes)
 
     elapsed = clock() - t0
     load_after = os.getloadavg()

@@ -18,6 +18,8 @@ __all__ = ["ModelState", "OnlineGaussianMixture"]
 
 # Deviations are squared in float64: beyond this magnitude their squares (and sums of them) overflow.
 MAX_ABS_VALUE = 1e152
+# average_after="auto": the Polyak average starts at twice the warm-up, and not before this point.
+AUTO_AVERAGE_AFTER = 2000
 
 
 def _sorted_features(keys: typing.Iterable) -> list:
@@ -50,7 +52,8 @@ class OnlineGaussianMixture(base.Clusterer):
     what batch EM gets. When the buffer is full, its fit becomes the running statistics and the
     streaming updates begin. From `average_after` points on, the means and covariances that the
     model reports and predicts with are the Polyak average of the statistics' iterates, which
-    removes most of the noise of the steps.
+    removes most of the noise of the steps (by default from twice the warm-up on, and at least
+    2,000 points: the iterate's first steps after the batch fit are a transient).
 
     With `adaptive` (the default), `n_components` is the *maximum* number of components, as in
     scikit-learn's BayesianGaussianMixture. The warm-up's fits choose how many the buffer
@@ -100,7 +103,11 @@ class OnlineGaussianMixture(base.Clusterer):
         Added to the diagonal of every covariance, so they stay positive definite.
     average_after
         Number of points after which the reported parameters are the running average of the
-        iterates (Polyak averaging). ``None`` reports the last iterate.
+        iterates (Polyak averaging). ``'auto'`` (the default): twice the warm-up, and at least
+        2,000. ``None`` reports the last iterate. (Measured on River's Shuttle, 9 features, a
+        warm-up of 10,900, 3 seeds: averaging from 2,000 points on gave a held-out log-likelihood
+        of 6.62 nats, one seed 5.79, as the average took in the iterates' drift from the batch
+        fit to the stream's optimum; from twice the warm-up, 7.08; scikit-learn's batch EM 7.11.)
     covariance_prior
         Strength of the covariance prior, in pseudo-points per component: each component's
         covariance is shrunk toward half the data's covariance (measured on the warm-up buffer)
@@ -207,7 +214,7 @@ class OnlineGaussianMixture(base.Clusterer):
         alpha: float = 0.75,
         warm_up: int | None = None,
         reg_covar: float = 1e-6,
-        average_after: int | None = 2000,
+        average_after: int | str | None = "auto",
         covariance_prior: float = DEFAULT_COUNT,
         n_init: int = 3,
         init_max_iter: int = 100,
@@ -275,6 +282,13 @@ class OnlineGaussianMixture(base.Clusterer):
         yield {"n_components": 2, "covariance_type": "diag", "warm_up": 20, "seed": 1}
 
     # ------------------------------------------------------------------ settings resolved by the data
+
+    @property
+    def _average_start(self) -> int | None:
+        """The point from which the Polyak average takes in the iterates (None: never)."""
+        if self.average_after == "auto":
+            return max(AUTO_AVERAGE_AFTER, 2 * self.warm_up_size)
+        return self.average_after
 
     @property
     def warm_up_size(self) -> int:
@@ -476,7 +490,7 @@ class OnlineGaussianMixture(base.Clusterer):
             return None
         self._engine = fastpath.make_engine(
             self._stats, self._recency, self._average, self._average_weights, self._n_averaged, self._pending_average, self._t,
-            self.alpha, self.reg_covar, self.average_after, self.halflife,
+            self.alpha, self.reg_covar, self._average_start, self.halflife,
         )
         return self._engine
 
@@ -789,7 +803,8 @@ class OnlineGaussianMixture(base.Clusterer):
     def _accumulate_average(self, m: int) -> None:
         """Polyak averaging: from `average_after` points on, the average takes in the iterate
         (weighted by the points since it last did) every AVERAGE_EVERY points or more."""
-        if self.average_after is None or self._t < self.average_after:
+        start = self._average_start
+        if start is None or self._t < start:
             return
         if self._average is None:
             self._average = self._stats.copy()

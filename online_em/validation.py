@@ -2,7 +2,7 @@
 
 * **Hyper-parameters** (`check_params`): ``n_components``, ``n_init`` and ``init_max_iter`` are
   integers >= 1 (not ``bool``); ``warm_up`` is ``None`` or an integer above ``n_components``;
-  ``average_after`` is ``None`` or an integer >= 0; ``reg_covar`` and ``covariance_prior`` are
+  ``average_after`` is ``'auto'``, ``None`` or an integer >= 0; ``reg_covar`` and ``covariance_prior`` are
   finite real numbers >= 0; ``alpha`` a real number in (0.5, 1].
 * **Feature values** (`check_value`, `row_from_dict`): a real number, that is an ``int`` or
   ``float`` (or any `numbers.Real`, such as numpy's), finite and within ±`MAX_ABS_VALUE`; not a
@@ -90,7 +90,7 @@ def check_params(n_components: typing.Any, warm_up: typing.Any, reg_covar: typin
     >>> check_params(2, None, 1e-6, 1.5, 3, 20, 0.6)
     Traceback (most recent call last):
     ...
-    ValueError: average_after must be None or an integer >= 0, got 1.5
+    ValueError: average_after must be 'auto', None or an integer >= 0, got 1.5
     >>> check_params(3, 3, 1e-6, None, 3, 20, 0.6)
     Traceback (most recent call last):
     ...
@@ -106,8 +106,8 @@ def check_params(n_components: typing.Any, warm_up: typing.Any, reg_covar: typin
         )
     if not _is_real(covariance_prior) or not (0 <= covariance_prior < math.inf):
         raise ValueError(f"covariance_prior must be a finite number >= 0, got {shorten(covariance_prior)}")
-    if average_after is not None and (not _is_integer(average_after) or average_after < 0):
-        raise ValueError(f"average_after must be None or an integer >= 0, got {shorten(average_after)}")
+    if average_after is not None and average_after != "auto" and (not _is_integer(average_after) or average_after < 0):
+        raise ValueError(f"average_after must be 'auto', None or an integer >= 0, got {shorten(average_after)}")
     if not _is_real(reg_covar) or not (0 <= reg_covar < math.inf):
         raise ValueError(f"reg_covar must be a finite number >= 0, got {shorten(reg_covar)}")
     if not _is_real(alpha) or not 0.5 < alpha <= 1.0:

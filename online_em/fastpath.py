@@ -124,6 +124,12 @@ class _Engine:
         """The parameters of the Polyak average (only ever used for labels and densities)."""
         return self._parameters(s0, s1, s2)
 
+    def _iterate_reported(self):
+        """What is reported before the Polyak average begins: the iterate with the exact weights
+        (its constants carry the E-step's prior weights), as the model's."""
+        priors = [r if r > PRIOR_FLOOR * a else PRIOR_FLOOR * a for r, a in zip(self.rho, self.s0)]
+        return self._reweighted(self.iterate, self.s0, priors)
+
     def _reported(self):
         """The reported parameters: the Polyak average's moments, with the weights the iterate
         had when the average last took it in (exact shares of all points), as the model's."""
@@ -220,7 +226,7 @@ class ScalarEngine(_Engine):
         return constants, means, half_precisions, sum(weights) + len(constants) * _TINY_MASS
 
     def weighted_log_probs(self, row):
-        constants, means, half_precisions, total = self.reported or self.iterate
+        constants, means, half_precisions, total = self.reported or self._iterate_reported()
         log_total = math.log(total)
         xc = row[0] - self.shift[0]
         return [c - log_total - h * (xc - m) * (xc - m) for c, m, h in zip(constants, means, half_precisions)]
@@ -234,7 +240,7 @@ class ScalarEngine(_Engine):
                          default=math.inf)
 
     def predict(self, row) -> int:
-        constants, means, half_precisions, _ = self.reported or self.iterate
+        constants, means, half_precisions, _ = self.reported or self._iterate_reported()
         xc = row[0] - self.shift[0]
         wlp = [c - h * (xc - m) * (xc - m) for c, m, h in zip(constants, means, half_precisions)]
         return wlp.index(max(wlp))
@@ -249,10 +255,8 @@ class ScalarEngine(_Engine):
         reported = self.reported
         if not predict:
             label = 0
-        elif reported is None:
-            label = wlp.index(top)
         else:
-            constants, means, half_precisions, _ = reported
+            constants, means, half_precisions, _ = reported or self._iterate_reported()
             guess = [c - h * (xc - m) * (xc - m) for c, m, h in zip(constants, means, half_precisions)]
             label = guess.index(max(guess))
         exp, log = math.exp, math.log
@@ -326,7 +330,7 @@ class PairEngine(ScalarEngine):
 
     def predict(self, row) -> int:
         xc = row[0] - self.shift[0]
-        (c0, c1), (m0, m1), (h0, h1), _ = self.reported or self.iterate
+        (c0, c1), (m0, m1), (h0, h1), _ = self.reported or self._iterate_reported()
         return 0 if c0 - h0 * (xc - m0) * (xc - m0) >= c1 - h1 * (xc - m1) * (xc - m1) else 1
 
     def learn_predict(self, row, predict: bool = True) -> int:
@@ -337,10 +341,8 @@ class PairEngine(ScalarEngine):
         reported = self.reported
         if not predict:
             label = 0
-        elif reported is None:
-            label = 0 if w0 >= w1 else 1
         else:
-            (c0, c1), (m0, m1), (h0, h1), _ = reported
+            (c0, c1), (m0, m1), (h0, h1), _ = reported or self._iterate_reported()
             label = 0 if c0 - h0 * (xc - m0) * (xc - m0) >= c1 - h1 * (xc - m1) * (xc - m1) else 1
         exp, log = math.exp, math.log
         # Responsibilities by log-sum-exp: the larger weight is exp(0) = 1.
@@ -500,13 +502,13 @@ def _inference_source(D: int, iterate_form, reported_form) -> str:
     """`predict` and `weighted_log_probs`, under the reported parameters if any, else the iterate's."""
     lines = ["def predict(self, row):", *_indent(_centre(D)), "    reported = self.reported"]
     if reported_form is iterate_form:
-        lines += _indent(_argmax(iterate_form, "(reported or self.iterate)[0]"))
+        lines += _indent(_argmax(iterate_form, "(reported or self._iterate_reported())[0]"))
     else:
-        lines += ["    if reported is None:", *_indent(_argmax(iterate_form, "self.iterate[0]"), 2)]
+        lines += ["    if reported is None:", *_indent(_argmax(iterate_form, "self._iterate_reported()[0]"), 2)]
         lines += ["    else:", *_indent(_argmax(reported_form, "reported[0]"), 2)]
     lines += ["    return label", "", "def weighted_log_probs(self, row):", *_indent(_centre(D))]
     lines += ["    reported = self.reported", "    values = []", "    if reported is None:"]
-    lines += _indent(_evaluate_all(iterate_form, "self.iterate"), 2)
+    lines += _indent(_evaluate_all(iterate_form, "self._iterate_reported()"), 2)
     lines += ["    else:", *_indent(_evaluate_all(reported_form, "reported"), 2)]
     lines += ["    log_total = log(total)", "    return [v - log_total for v in values]", ""]
     unpack, body, value = iterate_form
@@ -550,7 +552,7 @@ def _learn_source(D: int, iterate_form, reported_form, update: list[str], produc
         "    if not predict:",
         "        label = 0",
         "    elif reported is None:",
-        "        label = wlp.index(top)",
+        *_indent(_argmax(iterate_form, "self._iterate_reported()[0]"), 2),
         "    else:",
         *_indent(_argmax(reported_form, "reported[0]"), 2),
         "    weights = [exp(v - top) for v in wlp]",

@@ -973,8 +973,8 @@ class OnlineGaussianMixture(base.Clusterer):
                 # The weights are the iterate's: exact shares of all points, nothing to average.
                 self._reported = dataclasses.replace(
                     self._average.to_parameters(self.reg_covar), weights=self._average_weights)
-            else:
-                self._reported = self._params
+            else:  # the iterate, with its exact weights (its E-step uses the prior ones)
+                self._reported = self._stats.to_parameters(self.reg_covar)
         return self._reported
 
     def _labelling_parameters(self) -> MixtureParameters:

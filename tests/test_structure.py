@@ -216,3 +216,20 @@ def test_the_cli_labels_the_tutorial_in_its_own_order():
     labels = [int(line) for line in labelled.output.splitlines()]
     assert len(labels) == len(truth) == 12_000
     assert _agreement(labels, [int(t) for t in truth]) >= 0.95
+
+
+@pytest.mark.parametrize("average_after", [None, 100_000])
+def test_before_the_average_begins_the_weights_are_the_exact_shares(average_after):
+    """The E-step's prior weights (recent shares) are not what the model reports: with no Polyak
+    average yet, weights_ are each component's share of all points, and predict_one (the engine)
+    labels as predict_many does (before: weights_ [0.01, 0.99] at the end of the sorted tutorial)."""
+    x, _ = _sorted_tutorial(1)
+    model = OnlineGaussianMixture(n_components=2, average_after=average_after, seed=0)
+    for v in x.tolist():
+        model.learn_one({"x": v})
+    np.testing.assert_allclose(np.sort(model.weights_), [1 / 3, 2 / 3], atol=0.02)
+    model.learn_one({"x": 40.0})  # (reading weights_ took the state back from the engine)
+    grid = np.linspace(0, 60, 121)
+    one = [model.predict_one({"x": v}) for v in grid.tolist()]
+    assert model._engine is not None  # the engine answered predict_one
+    assert one == np.asarray(model.predict_many(grid[:, None])).tolist()

@@ -47,8 +47,18 @@ RELATIVE_COVARIANCE_FLOOR = 1e-10
 # The Polyak average takes in the iterate every this many points (batches count their size), so
 # that one-point learning does not pay for averaging and re-deriving parameters at every point.
 AVERAGE_EVERY = 16
-# Rows per chunk of the E-step in `expected_statistics`, bounding its temporaries.
+# Rows per chunk of an E-step (`expected_statistics`, log densities and responsibilities): at
+# most E_STEP_CHUNK_ROWS, and few enough that each GEMM of a chunk does at most E_STEP_CHUNK_WORK
+# multiply-adds (see `_chunk_rows`). OpenBLAS splits a GEMM of 2^19 or more across its threads,
+# and on a busy 2-core machine the wait for the second thread made batches of 8,192 rows 3 to 10
+# times slower with 2 threads than with 1 (D=10 K=5, full or diag, in one GEMM); chunks under the
+# split run alike on 1 thread or 2 (benchmarks/run.py, "2 BLAS threads vs 1"). 3/4 of the split
+# (D=10 K=5 full in chunks of 1,191 rows) keeps a margin; smaller chunks cost more per row on an
+# idle machine. E_STEP_MIN_CHUNK_ROWS bounds the per-chunk overhead of large models, whose GEMMs
+# then split as before.
 E_STEP_CHUNK_ROWS = 16384
+E_STEP_CHUNK_WORK = 3 << 17
+E_STEP_MIN_CHUNK_ROWS = 256
 # Diagonal (or one-feature) models with at most this many means recover their parameters in
 # plain Python after each batch (see `_small_diagonal_parameters`).
 SMALL_DIAGONAL_SIZE = 12
@@ -71,6 +81,14 @@ def check_covariance_type(covariance_type: str) -> str:
             f"got {covariance_type!r}"
         )
     return covariance_type
+
+
+def _chunk_rows(work_per_row: int, values_per_row: int) -> int:
+    """Rows per chunk of an E-step whose GEMMs do `work_per_row` multiply-adds a row and whose
+    temporaries hold `values_per_row` values a row: within E_STEP_CHUNK_WORK and
+    E_STEP_CHUNK_VALUES, but at least E_STEP_MIN_CHUNK_ROWS, and at most E_STEP_CHUNK_ROWS."""
+    rows = min(E_STEP_CHUNK_WORK // max(work_per_row, 1), E_STEP_CHUNK_VALUES // max(values_per_row, 1))
+    return min(E_STEP_CHUNK_ROWS, max(E_STEP_MIN_CHUNK_ROWS, rows))
 
 
 def second_moment_shape(covariance_type: str, n_components: int, n_features: int) -> tuple:
@@ -777,8 +795,29 @@ class MixtureParameters:
         """Squared Mahalanobis distances of the rows of X to every component, shape (N, K)."""
         return self._mahalanobis_t(X).T
 
+    def _chunk_rows(self, eta: np.ndarray | None) -> int:
+        """Rows per chunk of this model's E-steps (see `_chunk_rows`): the expanded form's two
+        GEMMs do K x features multiply-adds a row; whitening, K D x D (full), D x D (tied)."""
+        K, D = self.means.shape
+        if eta is not None:
+            return _chunk_rows(eta.size, eta.shape[1])
+        if D == 1 or self.covariance_type in ("diag", "spherical"):
+            return _chunk_rows(K * D, K * D)
+        return _chunk_rows((K if self.covariance_type == "full" else 1) * D * D, K * D)
+
     def _weighted_log_prob_t(self, X: np.ndarray) -> np.ndarray:
+        """log w_k + log N(x_n; mu_k, Sigma_k), shape (K, N), in chunks of rows."""
         eta = self.natural_parameters()
+        rows = self._chunk_rows(eta)
+        if len(X) <= rows:
+            return self._weighted_log_prob_chunk(X, eta)
+        X = np.asarray(X, dtype=np.float64)
+        wlp = np.empty((self.n_components, len(X)))
+        for start in range(0, len(X), rows):
+            wlp[:, start : start + rows] = self._weighted_log_prob_chunk(X[start : start + rows], eta)
+        return wlp
+
+    def _weighted_log_prob_chunk(self, X: np.ndarray, eta: np.ndarray | None) -> np.ndarray:
         if eta is not None:
             return eta @ moment_features(X, self.shift, self.covariance_type)
         wlp = self._mahalanobis_t(X)
@@ -833,9 +872,10 @@ class MixtureParameters:
         if eta is not None:
             return self._expected_statistics_expanded(X, eta)
         total = None
-        # Large batches go in row chunks, merged in order: the temporaries stay small (K x rows x D).
-        for start in range(0, max(len(X), 1), E_STEP_CHUNK_ROWS):
-            chunk = X[start : start + E_STEP_CHUNK_ROWS]
+        # Large batches go in row chunks, merged in order (see `_chunk_rows`).
+        rows = self._chunk_rows(None)
+        for start in range(0, max(len(X), 1), rows):
+            chunk = X[start : start + rows]
             resp, _ = self.responsibilities(chunk)
             part = SufficientStatistics.from_batch(chunk, resp, self.shift, self.covariance_type)
             total = part if total is None else total.merge(part)
@@ -845,7 +885,7 @@ class MixtureParameters:
         """`expected_statistics` through the exponential-family form: per chunk of rows, the
         features T, log densities eta T (one GEMM), responsibilities R by log-sum-exp with one
         exp, and the statistics R T' (another GEMM)."""
-        rows = min(E_STEP_CHUNK_ROWS, max(256, E_STEP_CHUNK_VALUES // eta.shape[1]))
+        rows = self._chunk_rows(eta)
         moments = None
         for start in range(0, len(X), rows):
             T = moment_features(X[start : start + rows], self.shift, self.covariance_type)

@@ -325,6 +325,38 @@ def test_expanded_e_step_equals_whitening(covariance_type, D, K):
         np.testing.assert_allclose(getattr(ours, field), getattr(theirs, field), rtol=1e-9, atol=1e-9 * len(X))
 
 
+@pytest.mark.parametrize("covariance_type, D, K", [
+    ("full", 5, 3), ("full", 1, 2), ("diag", 4, 6), ("diag", 2, 3), ("spherical", 3, 2), ("tied", 2, 3), ("full", 12, 2),
+])
+def test_new_weights_redo_only_the_constants(covariance_type, D, K):
+    """`dataclasses.replace(params, weights=...)` (the model's E-step prior) carries what its
+    E-steps reuse that the weights do not enter: natural parameters and whitening equal those of
+    parameters built afresh, and replacing anything else recomputes them."""
+    import dataclasses
+
+    rng = np.random.default_rng(D * K)
+    X = rng.normal(size=(400, D)) @ rng.normal(size=(D, D)) + rng.uniform(-5, 5, D)
+    resp = rng.dirichlet(np.ones(K), size=len(X))
+    params = SufficientStatistics.from_batch(X, resp, X[:50].mean(axis=0), covariance_type).average().to_parameters(1e-6)
+    params.natural_parameters(), params._kernel()
+    weights = rng.dirichlet(np.ones(K))
+    weights[0] = 0.0  # an inactive component: its constant is -inf
+    weights /= weights.sum()
+    for new in (dataclasses.replace(params, weights=weights), dataclasses.replace(params, means=params.means + 0.5)):
+        fresh = MixtureParameters(new.covariance_type, new.weights, new.means, new.covariances, new.precisions_cholesky,
+                                  new.log_det_precision_cholesky, new.shift)
+        ours, theirs = new.natural_parameters(), fresh.natural_parameters()
+        assert (new._weight_free is params._weight_free) == (new.means is params.means)
+        assert (ours is None) == (theirs is None)
+        if ours is not None:
+            np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-12)
+            assert (ours[0, 0] == -np.inf) == (new.weights[0] == 0)
+        for a, b in zip(new._kernel(), fresh._kernel()):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(new.log_responsibilities(X)[1], fresh.log_responsibilities(X)[1], rtol=1e-12)
+    assert params.natural_parameters() is params.natural_parameters()  # the original keeps its own
+
+
 def test_far_means_fall_back_to_whitening():
     """Means thousands of standard deviations from the shift would cancel in the expanded form:
     the precision check sends the E-step the direct way."""

@@ -82,6 +82,24 @@ def batches(X: np.ndarray, size: int) -> list[np.ndarray]:
 # ---------------------------------------------------------------------------------- the limit
 
 
+def features(X: np.ndarray, shift: np.ndarray, full: bool) -> np.ndarray:
+    """Each point's features T(x) = (1, x - c, the upper triangle of (x - c)(x - c)^T row by row
+    if `full`, else (x - c)^2), one row a feature: shape (1 + D + second moments, N)."""
+    N, D = X.shape
+    second = D * (D + 1) // 2 if full else D
+    T = np.empty((1 + D + second, N))
+    T[0] = 1.0
+    Xc = np.subtract(X.T, shift[:, None], out=T[1 : 1 + D])
+    if full:
+        start = 1 + D
+        for i in range(D):
+            np.multiply(Xc[i:], Xc[i], out=T[start : start + D - i])
+            start += D - i
+    else:
+        np.multiply(Xc, Xc, out=T[1 + D :])
+    return T
+
+
 class BareEStep:
     """Responsibilities under fixed parameters, as fast as plain numpy gets them.
 
@@ -156,20 +174,8 @@ class BareEStep:
         return self.kernel
 
     def features(self, X: np.ndarray) -> np.ndarray:
-        """T(x) for the ``expanded`` kernel, one row a feature: shape (1 + D + second moments, N)."""
-        N, D = X.shape
-        second = D * (D + 1) // 2 if self.kind == "full" else D
-        T = np.empty((1 + D + second, N))
-        T[0] = 1.0
-        Xc = np.subtract(X.T, self.shift[:, None], out=T[1 : 1 + D])
-        if self.kind == "full":
-            start = 1 + D
-            for i in range(D):
-                np.multiply(Xc[i:], Xc[i], out=T[start : start + D - i])
-                start += D - i
-        else:
-            np.multiply(Xc, Xc, out=T[1 + D :])
-        return T
+        """T(x) for the ``expanded`` kernel (see `features`)."""
+        return features(X, self.shift, self.kind == "full")
 
     def weighted_log_prob(self, X: np.ndarray) -> np.ndarray:
         if self.kernel == "expanded":
@@ -199,6 +205,81 @@ class BareEStep:
         np.exp(wlp, out=wlp)
         wlp /= wlp.sum(axis=1, keepdims=True)
         return wlp
+
+
+class NumpyFloor:
+    """The least a streaming EM pass can do per batch in plain numpy: the floor of `learn_many`.
+
+    Per batch: the features T(x) (`features`), one GEMM for every log density
+    (natural parameters times T), a softmax, one GEMM for every statistic (responsibilities
+    times T'), one blend of the running averages with the step of a running mean, and the
+    parameters the next batch needs: weights, means and covariances, a Cholesky factor, its
+    inverse, and the natural parameters. No input checks, no averaging, no structure, no chunking.
+    ``full`` with one feature is treated as ``diag`` (one variance a component).
+    """
+
+    def __init__(self, covariance_type: str, weights, means, covariances, shift, count: float,
+                 reg_covar: float = 1e-6):
+        means = np.asarray(means, dtype=np.float64)
+        K, D = means.shape
+        self.kind = "full" if covariance_type == "full" and D > 1 else "diag"
+        self.K, self.D, self.shift, self.count, self.reg_covar = K, D, np.asarray(shift, dtype=np.float64), count, reg_covar
+        mc = means - self.shift
+        w = np.asarray(weights, dtype=np.float64)[:, None]
+        if self.kind == "full":
+            self.rows, self.cols = np.triu_indices(D)
+            self.factor = np.where(self.rows == self.cols, -0.5, -1.0)
+            second = np.asarray(covariances) + mc[:, :, None] * mc[:, None, :]
+            self.A = np.concatenate([w, w * mc, w * second[:, self.rows, self.cols]], axis=1)
+        else:
+            second = np.asarray(covariances, dtype=np.float64).reshape(K, D) + mc * mc
+            self.A = np.concatenate([w, w * mc, w * second], axis=1)
+        self.eta = self._natural()
+
+    def learn(self, X: np.ndarray) -> None:
+        T = features(X, self.shift, self.kind == "full")
+        R = self.eta @ T
+        R -= R.max(axis=0)
+        np.exp(R, out=R)
+        R /= R.sum(axis=0)
+        S = R @ T.T
+        m = len(X)
+        self.count += m
+        gamma = m / self.count
+        self.A *= 1.0 - gamma
+        self.A += (gamma / m) * S
+        self.eta = self._natural()
+
+    def _natural(self) -> np.ndarray:
+        K, D, A = self.K, self.D, self.A
+        s0 = A[:, :1]
+        mc = A[:, 1 : 1 + D] / s0
+        eta = np.empty_like(A)
+        if self.kind == "full":
+            cov = np.empty((K, D, D))
+            second = A[:, 1 + D :] / s0
+            cov[:, self.rows, self.cols] = second
+            cov[:, self.cols, self.rows] = second
+            cov -= mc[:, :, None] * mc[:, None, :]
+            cov.reshape(K, D * D)[:, :: D + 1] += self.reg_covar
+            L = np.linalg.cholesky(cov)
+            W = np.linalg.inv(L)
+            P = np.matmul(W.transpose(0, 2, 1), W)
+            Pm = np.matmul(P, mc[:, :, None])[:, :, 0]
+            log_det = -np.log(L.reshape(K, D * D)[:, :: D + 1]).sum(axis=1)
+            eta[:, 1 + D :] = P[:, self.rows, self.cols] * self.factor
+        else:
+            var = A[:, 1 + D :] / s0 - mc * mc + self.reg_covar
+            P = 1.0 / var
+            Pm = P * mc
+            log_det = -0.5 * np.log(var).sum(axis=1)
+            eta[:, 1 + D :] = -0.5 * P
+        eta[:, 1 : 1 + D] = Pm
+        eta[:, 0] = np.log(s0[:, 0] / s0.sum()) + log_det - 0.5 * D * LOG_2PI - 0.5 * (Pm * mc).sum(axis=1)
+        return eta
+
+    def weighted_log_prob(self, X: np.ndarray) -> np.ndarray:
+        return (self.eta @ features(X, self.shift, self.kind == "full")).T
 
 
 # ---------------------------------------------------------------------------------- timing

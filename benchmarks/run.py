@@ -14,7 +14,9 @@ Sections:
 1. per point: ``learn_one`` + ``predict_one`` (and ``learn_predict_one``) against River's KMeans;
 2. mini-batch: one ``learn_many`` pass (batches of 1,024) against scikit-learn's
    ``GaussianMixture.fit``, with held-out log-likelihoods;
-3. the limit: ``learn_many`` against a bare vectorised E-step over the same batches;
+3. the limit: ``learn_many`` against a bare vectorised E-step over the same batches, and (3b) one
+   streaming pass from a fitted state against one scikit-learn EM iteration and a minimal numpy
+   online floor over the same data, at batches of 1,024 and 8,192, and with 2 BLAS threads vs 1;
 4. CLI: ``online-em label`` against a plain Python loop that thresholds each line;
 5. memory: peak RSS of ``online-em label`` on a short and a ten times longer piped stream;
 6. scaling: time per point of ``learn_many`` against K and D, diag and full (table and PNG);
@@ -52,6 +54,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from cases import (  # noqa: E402
     BareEStep,
     Mixture,
+    NumpyFloor,
     as_dicts,
     batches,
     clock,
@@ -91,6 +94,7 @@ class Sizes:
     held_out: int
     minibatch_repeats: int
     limit_repeats: int
+    reference_points: int  # points of the one-pass references (3b), after a warm start of WARM_START
     cli_scale: float  # the tutorial stream times this: 100 -> 1,200,000 lines
     cli_repeats: int
     memory_lines: tuple[int, int]
@@ -112,7 +116,7 @@ class Sizes:
 FULL = Sizes(
     per_point=100_000, per_point_repeats=5,
     minibatch=1_000_000, tutorial_scale=100, held_out=100_000, minibatch_repeats=3, limit_repeats=5,
-    cli_scale=100, cli_repeats=3, memory_lines=(1_000_000, 10_000_000),
+    reference_points=32 * 8192, cli_scale=100, cli_repeats=3, memory_lines=(1_000_000, 10_000_000),
     scaling_points=64 * BATCH, scaling_repeats=3,
     scaling_K=(2, 4, 8, 16, 32, 64), scaling_D=(1, 2, 5, 10, 20, 50, 100),
     case_budget=60.0,
@@ -124,7 +128,7 @@ FULL = Sizes(
 QUICK = Sizes(
     per_point=1_000, per_point_repeats=1,
     minibatch=6_000, tutorial_scale=0.5, held_out=1_000, minibatch_repeats=1, limit_repeats=1,
-    cli_scale=0.25, cli_repeats=1, memory_lines=(5_000, 50_000),
+    reference_points=2 * 8192, cli_scale=0.25, cli_repeats=1, memory_lines=(5_000, 50_000),
     scaling_points=BATCH, scaling_repeats=1,
     scaling_K=(2, 8), scaling_D=(1, 10),
     case_budget=5.0,
@@ -407,6 +411,217 @@ def bench_limit(report: Report, sizes: Sizes, fitted: list) -> None:
     lines += table(["data", "learn_many", "bare E-step", "ratio", "overhead", "model's E-step kernel",
                     "max diff", "target >= 0.7"], rows)
     report.section("3. The limit: learn_many against a bare E-step", lines)
+
+
+# ---------------------------------------------------------------------------------- 3b. honest references
+
+
+REFERENCE_BATCHES = (1024, 8192)
+WARM_START = 8192  # points a fresh model learns (untimed) before the timed pass: warm-up and a few batches
+SKLEARN_TARGETS = {1024: 3.0, 8192: 5.0}
+FLOOR_TARGET = 0.8
+THREADS_TARGET = 0.9
+
+
+def _reference_cases(sizes: Sizes):
+    n = WARM_START + sizes.reference_points
+    out = []
+    for name, cov, seed in (("D=10, K=5, full", "full", 41), ("D=10, K=5, diag", "diag", 43)):
+        out.append((name, cov, 5, Mixture(10, 5, cov, seed=seed).sample(n, seed + 100)))
+    out.append(("1-D tutorial, K=2, full", "full", 2, tutorial_stream(n / 12000 + 0.01, seed=45)[:n]))
+    return out
+
+
+def _warm_model(X: np.ndarray, K: int, cov: str):
+    model = OnlineGaussianMixture(n_components=K, covariance_type=cov, warm_up=STREAM_WARM_UP, seed=0)
+    for chunk in batches(X[:WARM_START], BATCH):
+        model.learn_many(chunk)
+    return model
+
+
+def _sklearn_from(model, K: int, cov: str):
+    """A scikit-learn GaussianMixture holding the model's fitted parameters, as a warm start does."""
+    from sklearn.mixture import GaussianMixture
+    from sklearn.mixture._gaussian_mixture import _compute_precision_cholesky
+
+    covariances = model.covariances_
+    precisions = np.linalg.inv(covariances) if cov == "full" else 1.0 / covariances
+    sk = GaussianMixture(n_components=K, covariance_type=cov, max_iter=1, warm_start=True,
+                         weights_init=model.weights_, means_init=model.means_, precisions_init=precisions)
+    sk.weights_, sk.means_, sk.covariances_ = model.weights_.copy(), model.means_.copy(), covariances.copy()
+    sk.precisions_cholesky_ = _compute_precision_cholesky(covariances, cov)
+    sk.precisions_ = precisions
+    sk.converged_, sk.lower_bound_, sk.n_iter_ = False, -np.inf, 0
+    return sk
+
+
+def _best_of_threads(run):
+    """The faster of the run with BLAS threads as set and with one thread: a reference that falls
+    off a threading cliff is no reference."""
+    from threadpoolctl import threadpool_limits
+
+    def timed():
+        first = run()
+        with threadpool_limits(1):
+            return min(first, run())
+    return timed
+
+
+def bench_references(report: Report, sizes: Sizes) -> None:
+    import copy
+
+    from threadpoolctl import threadpool_limits
+
+    counts = []
+    rows = []
+    thread_case = None
+    for name, cov, K, X in _reference_cases(sizes):
+        model = _warm_model(X, K, cov)
+        data = X[WARM_START:]
+        n = len(data)
+        shift = model.parameters_for_e_step.shift
+        sides = {}
+        for B in REFERENCE_BATCHES:
+            chunks = batches(data, B)
+
+            def ours(chunks=chunks, model=model, adaptive=True):
+                fresh = copy.deepcopy(model)
+                fresh.adaptive = adaptive
+                start = clock()
+                for chunk in chunks:
+                    fresh.learn_many(chunk)
+                return clock() - start
+
+            def fixed(chunks=chunks, model=model):
+                return ours(chunks, model, adaptive=False)
+
+            def floor(chunks=chunks, model=model):
+                bare = NumpyFloor(cov, model.weights_, model.means_, model.covariances_, shift,
+                                  float(model.n_samples_seen))
+                start = clock()
+                for chunk in chunks:
+                    bare.learn(chunk)
+                return clock() - start
+
+            sides[f"ours {B}"] = ours
+            sides[f"fixed {B}"] = fixed
+            sides[f"floor {B}"] = _best_of_threads(floor)
+            if (cov, K, B) == ("full", 5, 8192):
+                thread_case = (name, model, chunks)
+
+        def sk_iteration(model=model, data=data):
+            sk = _sklearn_from(model, K, cov)
+            start = clock()
+            _, log_resp = sk._e_step(data)
+            sk._m_step(data, log_resp)
+            return clock() - start
+
+        def sk_fit(model=model, data=data):
+            import warnings
+
+            from sklearn.exceptions import ConvergenceWarning
+
+            sk = _sklearn_from(model, K, cov)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)  # one iteration never converges
+                start = clock()
+                sk.fit(data)
+                return clock() - start
+
+        sides["sklearn iteration"] = _best_of_threads(sk_iteration)
+        sides["sklearn fit"] = sk_fit
+        times = interleave(sides, sizes.limit_repeats, budget=sizes.case_budget, min_repeats=3)
+        counts.append(rounds(times))
+        t = {side: median(ts) for side, ts in times.items()}
+        for B in REFERENCE_BATCHES:
+            ours_t = t[f"ours {B}"]
+            sk_ratio, floor_ratio = t["sklearn iteration"] / ours_t, t[f"floor {B}"] / ours_t
+            sk_target = SKLEARN_TARGETS[B]
+            report.summary.append(Row(
+                "3b. references", f"{name}, batches of {B:,}: sklearn EM iteration", fmt_rate(n / ours_t),
+                f"sklearn E+M {fmt_rate(n / t['sklearn iteration'])}", sk_ratio, f">= {sk_target:g}",
+                sk_ratio >= sk_target))
+            report.summary.append(Row(
+                "3b. references", f"{name}, batches of {B:,}: numpy floor", fmt_rate(n / ours_t),
+                f"numpy floor {fmt_rate(n / t[f'floor {B}'])}", floor_ratio, f">= {FLOOR_TARGET:g}",
+                floor_ratio >= FLOOR_TARGET))
+            rows.append([name, f"{B:,}", fmt_s(ours_t), fmt_s(t["sklearn iteration"]), f"{sk_ratio:.2f}",
+                         f">= {sk_target:g}", verdict(sk_ratio >= sk_target, report.quick),
+                         fmt_s(t[f"floor {B}"]), f"{floor_ratio:.2f}", verdict(floor_ratio >= FLOOR_TARGET, report.quick),
+                         fmt_s(t["sklearn fit"]), fmt_s(t[f"fixed {B}"]),
+                         f"{t['sklearn iteration'] / t[f'fixed {B}']:.2f} / {t[f'floor {B}'] / t[f'fixed {B}']:.2f}"])
+    lines = [
+        f"One streaming pass of `learn_many` over {sizes.reference_points:,} points, in batches of 1,024 and "
+        f"of 8,192, from a model that has learned {WARM_START:,} points of the same stream (its warm-up of "
+        f"{STREAM_WARM_UP} included; copied before each run, untimed), against two references that start "
+        "from the same parameters (the model's `weights_`, `means_`, `covariances_`) and do the same work "
+        "over the same points:",
+        "",
+        "- **one scikit-learn EM iteration**: `GaussianMixture(max_iter=1, warm_start=True, weights_init=..., "
+        "means_init=..., precisions_init=...)` holding those parameters, timed over its `_e_step(X)` and "
+        "`_m_step(X, log_resp)`, the body of its `fit` loop (one pass does the work of one EM iteration). "
+        "The last column is its public warm-started `fit(X)` with `max_iter=1`, which adds input checks, "
+        "a lower bound and a final E-step (not judged);",
+        "- **a minimal numpy online floor** (`benchmarks/cases.py:NumpyFloor`): per batch the features, "
+        "one GEMM for every log density, a softmax, one GEMM for every statistic, one blend and the "
+        "parameters the next batch needs (Cholesky, inverse, natural parameters), with no checks, "
+        "averaging, structure or chunking.",
+        "",
+        "Each reference is timed with BLAS threads as set and with one thread, and keeps the faster. "
+        "The last two columns time the same pass with `adaptive=False` (no merge-and-prune checks, which "
+        "run every 500 points, so after every batch of 1,024) and its two ratios (not judged). "
+        f"Median of {runs(counts)}; ratio = reference time / ours.",
+        "",
+    ]
+    lines += table(["data", "batch", "ours", "sklearn E+M", "ratio", "target", "", "numpy floor", "ratio",
+                    f"target >= {FLOOR_TARGET:g}", "sklearn fit(max_iter=1)", "ours, adaptive=False",
+                    "its ratios (sklearn / floor)"], rows)
+
+    # 2 BLAS threads vs 1: the same pass under each, in turn.
+    name, model, chunks = thread_case
+
+    def with_threads(threads, learner):
+        def run():
+            learn = learner()
+            with threadpool_limits(threads):
+                start = clock()
+                for chunk in chunks:
+                    learn(chunk)
+                return clock() - start
+        return run
+
+    def ours_learner():
+        return copy.deepcopy(model).learn_many
+
+    def floor_learner():
+        return NumpyFloor("full", model.weights_, model.means_, model.covariances_,
+                          model.parameters_for_e_step.shift, float(model.n_samples_seen)).learn
+
+    times = interleave({"1": with_threads(1, ours_learner), "2": with_threads(2, ours_learner),
+                        "floor 1": with_threads(1, floor_learner), "floor 2": with_threads(2, floor_learner)},
+                       sizes.limit_repeats, budget=sizes.case_budget, min_repeats=3)
+    t = {side: median(ts) for side, ts in times.items()}
+    ratio = t["1"] / t["2"]
+    met = ratio >= THREADS_TARGET
+    report.summary.append(Row(
+        "3b. references", f"{name}, batches of 8,192: 2 BLAS threads vs 1", f"2 threads {fmt_s(t['2'])}",
+        f"1 thread {fmt_s(t['1'])}", ratio, f">= {THREADS_TARGET:g}", met))
+    lines += [
+        "",
+        f"**2 BLAS threads vs 1** ({name}, batches of 8,192, the same pass under `threadpoolctl."
+        f"threadpool_limits(2)` and `(1)` in turn; median of {runs(rounds(times))}). Ratio = time with 1 thread "
+        "/ time with 2: below 1, the second thread slows the pass down. The numpy floor, whose GEMMs "
+        "take a whole batch at once, is shown for contrast: OpenBLAS splits GEMMs of 2^19 multiply-adds "
+        "or more across threads, and on a busy machine a thread waiting for a core can stall the pass; "
+        "the model's E-step goes in chunks under that size (`online_em.stats.E_STEP_CHUNK_WORK`).",
+        "",
+    ]
+    floor_ratio = t["floor 1"] / t["floor 2"]
+    lines += table(["", "1 thread", "2 threads", "ratio (1 / 2)", f"target >= {THREADS_TARGET:g}"], [
+        ["ours", fmt_s(t["1"]), fmt_s(t["2"]), f"{ratio:.2f}", verdict(met, report.quick)],
+        ["numpy floor (one GEMM a batch)", fmt_s(t["floor 1"]), fmt_s(t["floor 2"]), f"{floor_ratio:.2f}", "n/a"],
+    ])
+    report.section("3b. One pass against one scikit-learn EM iteration and a numpy floor", lines)
 
 
 # ---------------------------------------------------------------------------------- 4-5. CLI
@@ -905,8 +1120,8 @@ def before_after(report: Report, path: str) -> list[str]:
 # ---------------------------------------------------------------------------------- main
 
 
-SECTIONS = ("per_point", "minibatch", "cli", "memory", "scaling", "real-data", "missing", "anomaly", "structure",
-            "drift")
+SECTIONS = ("per_point", "minibatch", "references", "cli", "memory", "scaling", "real-data", "missing", "anomaly",
+            "structure", "drift")
 # The Dask comparison needs a cluster and its own script; its last results are copied into the report.
 DASK_RESULTS = os.path.join(HERE, "dask_results.md")
 
@@ -922,7 +1137,8 @@ def main(argv: list[str] | None = None) -> int:
                         "alike; default: as the environment has them")
     parser.add_argument("--before", help="an earlier report (--output) to set the ratios beside")
     parser.add_argument("--only", action="append", choices=SECTIONS,
-                        help="run only these sections (repeatable; 'minibatch' includes the limit)")
+                        help="run only these sections (repeatable; 'minibatch' includes the limit and the "
+                        "references of 3b, which 'references' runs alone)")
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
     plot = args.plot if args.plot else (None if args.quick else os.path.join(HERE, "scaling.png"))
@@ -946,6 +1162,8 @@ def main(argv: list[str] | None = None) -> int:
         fitted = bench_minibatch(report, sizes)
         bench_limit(report, sizes, fitted)
         del fitted
+    if only & {"minibatch", "references"}:
+        bench_references(report, sizes)
     if only & {"cli", "memory"}:
         env = subprocess_env()
         cli, why = cli_command(env)

@@ -47,8 +47,18 @@ RELATIVE_COVARIANCE_FLOOR = 1e-10
 # The Polyak average takes in the iterate every this many points (batches count their size), so
 # that one-point learning does not pay for averaging and re-deriving parameters at every point.
 AVERAGE_EVERY = 16
-# Rows per chunk of the E-step in `expected_statistics`, bounding its temporaries.
+# Rows per chunk of an E-step (`expected_statistics`, log densities and responsibilities): at
+# most E_STEP_CHUNK_ROWS, and few enough that each GEMM of a chunk does at most E_STEP_CHUNK_WORK
+# multiply-adds (see `_chunk_rows`). OpenBLAS splits a GEMM of 2^19 or more across its threads,
+# and on a busy 2-core machine the wait for the second thread made batches of 8,192 rows 3 to 10
+# times slower with 2 threads than with 1 (D=10 K=5, full or diag, in one GEMM); chunks under the
+# split run alike on 1 thread or 2 (benchmarks/run.py, "2 BLAS threads vs 1"). 3/4 of the split
+# (D=10 K=5 full in chunks of 1,191 rows) keeps a margin; smaller chunks cost more per row on an
+# idle machine. E_STEP_MIN_CHUNK_ROWS bounds the per-chunk overhead of large models, whose GEMMs
+# then split as before.
 E_STEP_CHUNK_ROWS = 16384
+E_STEP_CHUNK_WORK = 3 << 17
+E_STEP_MIN_CHUNK_ROWS = 256
 # Diagonal (or one-feature) models with at most this many means recover their parameters in
 # plain Python after each batch (see `_small_diagonal_parameters`).
 SMALL_DIAGONAL_SIZE = 12
@@ -71,6 +81,14 @@ def check_covariance_type(covariance_type: str) -> str:
             f"got {covariance_type!r}"
         )
     return covariance_type
+
+
+def _chunk_rows(work_per_row: int, values_per_row: int) -> int:
+    """Rows per chunk of an E-step whose GEMMs do `work_per_row` multiply-adds a row and whose
+    temporaries hold `values_per_row` values a row: within E_STEP_CHUNK_WORK and
+    E_STEP_CHUNK_VALUES, but at least E_STEP_MIN_CHUNK_ROWS, and at most E_STEP_CHUNK_ROWS."""
+    rows = min(E_STEP_CHUNK_WORK // max(work_per_row, 1), E_STEP_CHUNK_VALUES // max(values_per_row, 1))
+    return min(E_STEP_CHUNK_ROWS, max(E_STEP_MIN_CHUNK_ROWS, rows))
 
 
 def second_moment_shape(covariance_type: str, n_components: int, n_features: int) -> tuple:
@@ -401,7 +419,7 @@ def _full_parameters(
     params = MixtureParameters(
         "full", weights, centred_means + shift, cov, np.swapaxes(inverse, 1, 2), log_det, shift
     )
-    eta = None
+    eta = half_quadratic = None
     # Beyond these scales the precisions' squares overflow or the expansion loses precision: the
     # E-steps then whiten directly (see `MixtureParameters.natural_parameters`).
     spread = np.abs(centred_means).sum(axis=1).max()
@@ -410,8 +428,9 @@ def _full_parameters(
         and largest.min() > _EXPANSION_MIN_VARIANCE
         and spread * spread <= EXPANSION_MAX_SCALE * largest.min()
     ):
-        eta = _precise_enough(*_natural_full(weights, log_det, centred_means, inverse), spread)
-    params.__dict__["_cached_natural"] = eta
+        eta, largest_precision, half_quadratic = _natural_full(weights, log_det, centred_means, inverse)
+        eta = _precise_enough(eta, largest_precision, spread)
+    params._set_natural(eta, half_quadratic)
     return params
 
 
@@ -431,36 +450,46 @@ def _factored(cov: np.ndarray, reg_covar: float) -> tuple[np.ndarray, np.ndarray
     return cov, np.linalg.inv(chol), -np.log(_diagonal(chol)).sum(axis=-1), largest
 
 
+def _natural_constants(
+    weights: np.ndarray, log_det: np.ndarray, n_features: int, half_quadratic: np.ndarray
+) -> np.ndarray:
+    """The natural parameters' constants log w + log det P^(1/2) - D log(2 pi) / 2 - m'Pm / 2,
+    from `half_quadratic` = m'Pm / 2 (the weights come last to a set of parameters)."""
+    with np.errstate(divide="ignore"):  # an inactive component (weight 0): -inf
+        return np.log(weights) + log_det - 0.5 * n_features * _LOG_2PI - half_quadratic
+
+
 def _natural_full(
     weights: np.ndarray, log_det: np.ndarray, centred_means: np.ndarray, inverse: np.ndarray
-) -> tuple[np.ndarray, float]:
+) -> tuple[np.ndarray, float, np.ndarray]:
     """Natural parameters (see `MixtureParameters.natural_parameters`) of full covariances whose
     precisions are W'W for the (K, D, D) factors `inverse` (W = L^-1 for the Cholesky factor L),
-    and the largest entry of the precisions (max |P_ij| <= max P_ii for a positive definite P)."""
+    the largest entry of the precisions (max |P_ij| <= max P_ii for a positive definite P), and
+    each m'Pm / 2."""
     K, D = centred_means.shape
     precision = np.matmul(np.swapaxes(inverse, 1, 2), inverse)
     whitened = np.matmul(inverse, centred_means[:, :, None])  # W m, so that m'Pm = |W m|^2
     rows, cols, factor = _triangle(D)
     eta = np.empty((K, 1 + D + len(rows)))
-    with np.errstate(divide="ignore"):  # an inactive component (weight 0): -inf
-        eta[:, 0] = np.log(weights) + log_det - 0.5 * D * _LOG_2PI - 0.5 * (whitened * whitened).sum(axis=(1, 2))
+    half_quadratic = 0.5 * (whitened * whitened).sum(axis=(1, 2))
+    eta[:, 0] = _natural_constants(weights, log_det, D, half_quadratic)
     np.matmul(centred_means[:, None, :], precision, out=eta[:, None, 1 : 1 + D])  # (P m)' = m'P
     np.multiply(precision[:, rows, cols], factor, out=eta[:, 1 + D :])
-    return eta, _diagonal(precision).max()
+    return eta, _diagonal(precision).max(), half_quadratic
 
 
 def _natural_diagonal(
     weights: np.ndarray, log_det: np.ndarray, centred_means: np.ndarray, precisions: np.ndarray, second: int
-) -> tuple[np.ndarray, float]:
+) -> tuple[np.ndarray, float, np.ndarray]:
     """Natural parameters of diagonal precisions (K, D), or ones that broadcast to that shape, with
-    `second` second-moment features (D, or 1 if spherical), and the largest precision."""
+    `second` second-moment features (D, or 1 if spherical), the largest precision, and each m'Pm / 2."""
     K, D = centred_means.shape
     eta = np.empty((K, 1 + D + second))
     pm = np.multiply(precisions, centred_means, out=eta[:, 1 : 1 + D])
     np.multiply(precisions[:, :second], -0.5, out=eta[:, 1 + D :])
-    with np.errstate(divide="ignore"):  # an inactive component (weight 0): -inf
-        eta[:, 0] = np.log(weights) + log_det - 0.5 * D * _LOG_2PI - 0.5 * (pm * centred_means).sum(axis=1)
-    return eta, precisions.max()
+    half_quadratic = 0.5 * (pm * centred_means).sum(axis=1)
+    eta[:, 0] = _natural_constants(weights, log_det, D, half_quadratic)
+    return eta, precisions.max(), half_quadratic
 
 
 def _precise_enough(eta: np.ndarray, largest_precision: float, spread: float) -> np.ndarray | None:
@@ -468,8 +497,9 @@ def _precise_enough(eta: np.ndarray, largest_precision: float, spread: float) ->
     that cancel near each mean are at most |m|'|P||m| <= |m|_1^2 max|P| (`spread` is the largest
     |m|_1), and a sum that is not finite flags any entry that is not."""
     if spread * spread * largest_precision <= EXPANSION_MAX_SCALE and math.isfinite(eta[:, 1:].sum()):
-        constants = eta[:, 0]  # -inf for an inactive component (weight 0): its log density is -inf
-        if not (np.isnan(constants).any() or (constants == math.inf).any()):
+        # The constants are -inf for an inactive component (weight 0): its log density is -inf;
+        # NaN and +inf (where `< inf` is False) are not usable.
+        if (eta[:, 0] < math.inf).all():
             return eta
     return None
 
@@ -487,8 +517,8 @@ def _diag_parameters(
     params = MixtureParameters(
         "diag", weights, centred_means + shift, variances, factors, log_det, shift
     )
-    natural = _natural_diagonal(weights, log_det, centred_means, factors * factors, D)
-    params.__dict__["_cached_natural"] = _precise_enough(*natural, np.abs(centred_means).sum(axis=1).max())
+    eta, largest_precision, half_quadratic = _natural_diagonal(weights, log_det, centred_means, factors * factors, D)
+    params._set_natural(_precise_enough(eta, largest_precision, np.abs(centred_means).sum(axis=1).max()), half_quadratic)
     return params
 
 
@@ -506,7 +536,7 @@ def _small_diagonal_parameters(stats: SufficientStatistics, reg_covar: float) ->
     clip = stats.covariance_type != "full"
     floor = max(reg_covar, _FLOAT_TINY)
     firsts, seconds = stats.s1.ravel().tolist(), stats.s2.ravel().tolist()
-    weights, means, variances, factors, log_dets, eta = [], [], [], [], [], []
+    weights, means, variances, factors, log_dets, eta, half_quadratics = [], [], [], [], [], [], []
     largest_precision = spread = 0.0
     lives = stats.s0.tolist()
     if max(lives) > 0.0:  # an inactive component (no mass) weighs 0, unless none has mass
@@ -540,7 +570,8 @@ def _small_diagonal_parameters(stats: SufficientStatistics, reg_covar: float) ->
             means.append(mean)
             variances.append(var)
             factors.append(factor)
-        row[0] = (log(weight) if weight > 0.0 else -math.inf) + log_det - half_log_2pi - 0.5 * offset
+        half_quadratics.append(0.5 * offset)
+        row[0] = (log(weight) if weight > 0.0 else -math.inf) + log_det - half_log_2pi - half_quadratics[-1]
         eta.append(row + curvature)
         spread = max(spread, sum(map(abs, means[k * D :])))
         weights.append(weight)
@@ -555,10 +586,13 @@ def _small_diagonal_parameters(stats: SufficientStatistics, reg_covar: float) ->
         np.array(log_dets),
         stats.shift,
     )
-    natural = np.array(eta)
-    if not (spread * spread * largest_precision <= EXPANSION_MAX_SCALE and math.isfinite(natural.sum())):
-        natural = None
-    params.__dict__["_cached_natural"] = natural
+    # As `_precise_enough`, on the floats: finite but for constants of -inf (a weight of 0).
+    usable = (
+        spread * spread * largest_precision <= EXPANSION_MAX_SCALE
+        and math.isfinite(sum(value for row in eta for value in row[1:]))
+        and all(row[0] < math.inf for row in eta)
+    )
+    params._set_natural(np.array(eta) if usable else None, np.array(half_quadratics))
     return params
 
 
@@ -601,6 +635,32 @@ def _repaired_cholesky(cov: np.ndarray, reg_covar: float) -> np.ndarray:
     return chol.reshape(cov.shape)
 
 
+class _WeightFree:
+    """What E-steps under a set of parameters reuse that their weights do not enter: the natural
+    parameters but their constants, each m'Pm / 2 (to redo the constants), and the whitening.
+
+    `MixtureParameters` carries it through ``dataclasses.replace(params, weights=...)``, which the
+    model does after every batch (the E-step's prior weights), so that the copy recomputes only
+    its constants; it serves only parameters that hold the very arrays it was computed from.
+    """
+
+    __slots__ = ("sources", "has_natural", "natural", "half_quadratic", "whitening")
+
+    def __init__(self, params: MixtureParameters):
+        self.sources = (params.covariance_type, params.means, params.covariances, params.precisions_cholesky,
+                        params.log_det_precision_cholesky, params.shift)
+        self.has_natural = False
+        self.natural = self.half_quadratic = self.whitening = None
+
+    def describes(self, params: MixtureParameters) -> bool:
+        kind, means, covariances, factors, log_det, shift = self.sources
+        return (
+            means is params.means and factors is params.precisions_cholesky and shift is params.shift
+            and log_det is params.log_det_precision_cholesky and covariances is params.covariances
+            and kind == params.covariance_type
+        )
+
+
 @dataclasses.dataclass
 class MixtureParameters:
     """Weights, means and covariances of a Gaussian mixture, with the Cholesky factors of the
@@ -617,6 +677,8 @@ class MixtureParameters:
     precisions_cholesky: np.ndarray
     log_det_precision_cholesky: np.ndarray
     shift: np.ndarray
+    # Derived, not a parameter: see `_WeightFree`.
+    _weight_free: _WeightFree | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_covariances(
@@ -691,27 +753,42 @@ class MixtureParameters:
             return np.repeat(cov[:, None], D, axis=1)
         return cov.copy()
 
+    def _weight_free_part(self) -> _WeightFree:
+        part = self._weight_free
+        if part is None or not part.describes(self):
+            part = self._weight_free = _WeightFree(self)
+        return part
+
+    def _set_natural(self, eta: np.ndarray | None, half_quadratic: np.ndarray | None) -> None:
+        """Record natural parameters computed with these weights (see `natural_parameters`)."""
+        self.__dict__["_cached_natural"] = eta
+        part = self._weight_free_part()
+        part.natural, part.half_quadratic, part.has_natural = eta, half_quadratic, True
+
     def _kernel(self) -> tuple:
         """What every E-step under these parameters reuses, computed once: the constants
         log w_k + log det(P_k) - D log(2 pi) / 2 and the whitening of the points (for ``full``,
         the K factors side by side, so that one GEMM whitens every component at once)."""
         kernel = self.__dict__.get("_cached_kernel")
         if kernel is None:
-            mc = self.means - self.shift
-            P = self.precisions_cholesky
-            K, D = mc.shape
+            K, D = self.means.shape
             with np.errstate(divide="ignore"):
                 const = np.log(self.weights) + self.log_det_precision_cholesky - 0.5 * D * _LOG_2PI
-            if D == 1:  # one feature: every structure is a variance per component
-                precisions = np.broadcast_to((P * P).reshape(-1), (K,))
-                kernel = (const, np.ascontiguousarray(mc[:, 0]), np.ascontiguousarray(precisions))
-            elif self.covariance_type == "full":
-                W = np.ascontiguousarray(P.transpose(1, 0, 2).reshape(D, K * D))
-                kernel = (const, W, np.einsum("kd,kde->ke", mc, P).reshape(K * D))
-            elif self.covariance_type == "tied":
-                kernel = (const, P, mc @ P)
-            else:
-                kernel = (const, mc, P * P)
+            part = self._weight_free_part()
+            if part.whitening is None:
+                mc = self.means - self.shift
+                P = self.precisions_cholesky
+                if D == 1:  # one feature: every structure is a variance per component
+                    precisions = np.broadcast_to((P * P).reshape(-1), (K,))
+                    part.whitening = (np.ascontiguousarray(mc[:, 0]), np.ascontiguousarray(precisions))
+                elif self.covariance_type == "full":
+                    W = np.ascontiguousarray(P.transpose(1, 0, 2).reshape(D, K * D))
+                    part.whitening = (W, np.einsum("kd,kde->ke", mc, P).reshape(K * D))
+                elif self.covariance_type == "tied":
+                    part.whitening = (P, mc @ P)
+                else:
+                    part.whitening = (mc, P * P)
+            kernel = (const, *part.whitening)
             self.__dict__["_cached_kernel"] = kernel
         return kernel
 
@@ -729,23 +806,37 @@ class MixtureParameters:
         cache = self.__dict__
         if "_cached_natural" in cache:
             return cache["_cached_natural"]
+        part = self._weight_free_part()
+        if part.has_natural:  # the same parameters with other weights: redo the constants
+            eta = part.natural
+            if eta is not None:
+                constants = _natural_constants(
+                    self.weights, self.log_det_precision_cholesky, self.means.shape[1], part.half_quadratic
+                )
+                if (constants < math.inf).all():  # not NaN nor +inf (see `_precise_enough`)
+                    eta = eta.copy()
+                    eta[:, 0] = constants
+                else:
+                    eta = None
+            cache["_cached_natural"] = eta
+            return eta
         mc = self.means - self.shift
         if not expansion_pays(self.covariance_type, *mc.shape):
-            cache["_cached_natural"] = None
+            self._set_natural(None, None)
             return None
         K, D = mc.shape
         with np.errstate(divide="ignore", over="ignore", invalid="ignore"):  # checked below
             if self.covariance_type in ("full", "tied") and D > 1:
                 inverse = np.broadcast_to(np.swapaxes(self.precisions_cholesky, -1, -2), (K, D, D))
-                natural = _natural_full(self.weights, self.log_det_precision_cholesky, mc, inverse)
+                eta, largest, half_quadratic = _natural_full(self.weights, self.log_det_precision_cholesky, mc, inverse)
             else:  # one precision per feature: (K, D) diag, (K,) spherical, (K, 1, 1) or (1, 1) tied
                 precisions = 1.0 / self.covariances.reshape(1 if self.covariance_type == "tied" else K, -1)
                 second = 1 if self.covariance_type == "spherical" else D
-                natural = _natural_diagonal(
+                eta, largest, half_quadratic = _natural_diagonal(
                     self.weights, self.log_det_precision_cholesky, mc, np.broadcast_to(precisions, (K, D)), second
                 )
-            eta = _precise_enough(*natural, np.abs(mc).sum(axis=1).max())
-        cache["_cached_natural"] = eta
+            eta = _precise_enough(eta, largest, np.abs(mc).sum(axis=1).max())
+        self._set_natural(eta, half_quadratic)
         return eta
 
     def _mahalanobis_t(self, X: np.ndarray) -> np.ndarray:
@@ -777,8 +868,29 @@ class MixtureParameters:
         """Squared Mahalanobis distances of the rows of X to every component, shape (N, K)."""
         return self._mahalanobis_t(X).T
 
+    def _chunk_rows(self, eta: np.ndarray | None) -> int:
+        """Rows per chunk of this model's E-steps (see `_chunk_rows`): the expanded form's two
+        GEMMs do K x features multiply-adds a row; whitening, K D x D (full), D x D (tied)."""
+        K, D = self.means.shape
+        if eta is not None:
+            return _chunk_rows(eta.size, eta.shape[1])
+        if D == 1 or self.covariance_type in ("diag", "spherical"):
+            return _chunk_rows(K * D, K * D)
+        return _chunk_rows((K if self.covariance_type == "full" else 1) * D * D, K * D)
+
     def _weighted_log_prob_t(self, X: np.ndarray) -> np.ndarray:
+        """log w_k + log N(x_n; mu_k, Sigma_k), shape (K, N), in chunks of rows."""
         eta = self.natural_parameters()
+        rows = self._chunk_rows(eta)
+        if len(X) <= rows:
+            return self._weighted_log_prob_chunk(X, eta)
+        X = np.asarray(X, dtype=np.float64)
+        wlp = np.empty((self.n_components, len(X)))
+        for start in range(0, len(X), rows):
+            wlp[:, start : start + rows] = self._weighted_log_prob_chunk(X[start : start + rows], eta)
+        return wlp
+
+    def _weighted_log_prob_chunk(self, X: np.ndarray, eta: np.ndarray | None) -> np.ndarray:
         if eta is not None:
             return eta @ moment_features(X, self.shift, self.covariance_type)
         wlp = self._mahalanobis_t(X)
@@ -833,9 +945,10 @@ class MixtureParameters:
         if eta is not None:
             return self._expected_statistics_expanded(X, eta)
         total = None
-        # Large batches go in row chunks, merged in order: the temporaries stay small (K x rows x D).
-        for start in range(0, max(len(X), 1), E_STEP_CHUNK_ROWS):
-            chunk = X[start : start + E_STEP_CHUNK_ROWS]
+        # Large batches go in row chunks, merged in order (see `_chunk_rows`).
+        rows = self._chunk_rows(None)
+        for start in range(0, max(len(X), 1), rows):
+            chunk = X[start : start + rows]
             resp, _ = self.responsibilities(chunk)
             part = SufficientStatistics.from_batch(chunk, resp, self.shift, self.covariance_type)
             total = part if total is None else total.merge(part)
@@ -845,7 +958,7 @@ class MixtureParameters:
         """`expected_statistics` through the exponential-family form: per chunk of rows, the
         features T, log densities eta T (one GEMM), responsibilities R by log-sum-exp with one
         exp, and the statistics R T' (another GEMM)."""
-        rows = min(E_STEP_CHUNK_ROWS, max(256, E_STEP_CHUNK_VALUES // eta.shape[1]))
+        rows = self._chunk_rows(eta)
         moments = None
         for start in range(0, len(X), rows):
             T = moment_features(X[start : start + rows], self.shift, self.covariance_type)

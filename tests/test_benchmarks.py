@@ -27,7 +27,7 @@ def test_quick_run_prints_a_markdown_table(tmp_path):
     assert "## Summary" in out
     assert "| comparison | case | ours | reference | ratio | target |" in out
     assert "|---|" in out
-    for comparison in ("1. per point", "2. mini-batch", "3. the limit", "4. CLI", "5. memory", "7. real data",
+    for comparison in ("1. per point", "2. mini-batch", "3. the limit", "3b. references", "4. CLI", "5. memory", "7. real data",
                        "8. missing values", "9. anomalies"):
         assert f"| {comparison} |" in out, comparison
     assert "## 6. Scaling in K and D" in out

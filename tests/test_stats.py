@@ -188,6 +188,56 @@ def test_large_batches_are_summed_in_chunks_to_the_same_statistics(monkeypatch):
         np.testing.assert_allclose(getattr(chunked, field), getattr(whole, field), rtol=1e-12)
 
 
+@pytest.mark.parametrize("covariance_type, D, K, direct", [
+    ("full", 10, 5, False), ("full", 10, 5, True), ("diag", 10, 5, False), ("diag", 10, 5, True),
+    ("full", 1, 2, False), ("tied", 3, 3, False), ("tied", 4, 3, True), ("spherical", 3, 4, False),
+])
+def test_e_steps_in_chunks_equal_one_shot(monkeypatch, covariance_type, D, K, direct):
+    """E-steps go in chunks of rows that keep each GEMM under OpenBLAS's threading split
+    (E_STEP_CHUNK_WORK): statistics, log densities and responsibilities equal those of one chunk
+    of every row up to rounding, through the expanded form and by whitening."""
+    rng = np.random.default_rng(D * K)
+    X = rng.normal(size=(5000, D)) @ rng.normal(size=(D, D)) + rng.uniform(-5, 5, D)
+    resp = rng.dirichlet(np.ones(K), size=len(X))
+    params = SufficientStatistics.from_batch(X, resp, X[:50].mean(axis=0), covariance_type).average().to_parameters(1e-6)
+    if direct:
+        params = _direct(params)
+    assert (params.natural_parameters() is None) == direct
+    with monkeypatch.context() as patch:
+        if params._chunk_rows(params.natural_parameters()) >= len(X):  # light models: chunks of E_STEP_CHUNK_ROWS
+            patch.setattr(stats_module, "E_STEP_CHUNK_ROWS", 1024)
+        assert params._chunk_rows(params.natural_parameters()) < len(X)
+        chunked = params.expected_statistics(X), params.log_responsibilities(X), params.weighted_log_prob(X)
+    monkeypatch.setattr(stats_module, "E_STEP_CHUNK_WORK", 1 << 40)
+    monkeypatch.setattr(stats_module, "E_STEP_CHUNK_ROWS", 1 << 40)
+    assert params._chunk_rows(params.natural_parameters()) >= len(X)
+    whole = params.expected_statistics(X), params.log_responsibilities(X), params.weighted_log_prob(X)
+    for field in ("s0", "s1", "s2"):
+        np.testing.assert_allclose(getattr(chunked[0], field), getattr(whole[0], field), rtol=1e-12, atol=1e-12)
+    assert chunked[0].count == whole[0].count == len(X)
+    for ours, theirs in zip((*chunked[1], chunked[2]), (*whole[1], whole[2])):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-12)
+
+
+def test_e_step_chunks_stay_under_the_threading_split():
+    """Each chunk's GEMMs (K x features x rows multiply-adds) stay within E_STEP_CHUNK_WORK, under
+    the 2^19 at which OpenBLAS splits a GEMM across threads, unless E_STEP_MIN_CHUNK_ROWS rows
+    already exceed it; D=10 K=5 full goes in chunks of about a thousand rows."""
+    assert stats_module.E_STEP_CHUNK_WORK < 1 << 19
+    for K, D, covariance_type in [(5, 10, "full"), (10, 10, "full"), (5, 10, "diag"), (20, 10, "diag"), (2, 1, "full"),
+                                  (64, 10, "full"), (5, 50, "full")]:
+        X = np.random.default_rng(K).normal(size=(200, D))
+        resp = np.random.default_rng(D).dirichlet(np.ones(K), size=len(X))
+        params = SufficientStatistics.from_batch(X, resp, X.mean(axis=0), covariance_type).average().to_parameters(1e-6)
+        eta = params.natural_parameters()
+        rows = params._chunk_rows(eta)
+        work = eta.size if eta is not None else K * D * D
+        assert rows * work <= stats_module.E_STEP_CHUNK_WORK or rows == stats_module.E_STEP_MIN_CHUNK_ROWS
+        assert rows <= stats_module.E_STEP_CHUNK_ROWS
+        if (K, D, covariance_type) == (5, 10, "full"):
+            assert 700 <= rows <= 1500
+
+
 @pytest.mark.parametrize("covariance_type, D", [("full", 1), ("diag", 1), ("spherical", 1), ("diag", 2), ("diag", 3)])
 def test_small_diagonal_parameters_equal_the_vectorised_recovery(monkeypatch, covariance_type, D):
     """Few diagonal values are recovered in plain Python; the arrays' path must agree with it,
@@ -273,6 +323,38 @@ def test_expanded_e_step_equals_whitening(covariance_type, D, K):
     ours, theirs = params.expected_statistics(X), direct.expected_statistics(X)
     for field in ("s0", "s1", "s2"):
         np.testing.assert_allclose(getattr(ours, field), getattr(theirs, field), rtol=1e-9, atol=1e-9 * len(X))
+
+
+@pytest.mark.parametrize("covariance_type, D, K", [
+    ("full", 5, 3), ("full", 1, 2), ("diag", 4, 6), ("diag", 2, 3), ("spherical", 3, 2), ("tied", 2, 3), ("full", 12, 2),
+])
+def test_new_weights_redo_only_the_constants(covariance_type, D, K):
+    """`dataclasses.replace(params, weights=...)` (the model's E-step prior) carries what its
+    E-steps reuse that the weights do not enter: natural parameters and whitening equal those of
+    parameters built afresh, and replacing anything else recomputes them."""
+    import dataclasses
+
+    rng = np.random.default_rng(D * K)
+    X = rng.normal(size=(400, D)) @ rng.normal(size=(D, D)) + rng.uniform(-5, 5, D)
+    resp = rng.dirichlet(np.ones(K), size=len(X))
+    params = SufficientStatistics.from_batch(X, resp, X[:50].mean(axis=0), covariance_type).average().to_parameters(1e-6)
+    params.natural_parameters(), params._kernel()
+    weights = rng.dirichlet(np.ones(K))
+    weights[0] = 0.0  # an inactive component: its constant is -inf
+    weights /= weights.sum()
+    for new in (dataclasses.replace(params, weights=weights), dataclasses.replace(params, means=params.means + 0.5)):
+        fresh = MixtureParameters(new.covariance_type, new.weights, new.means, new.covariances, new.precisions_cholesky,
+                                  new.log_det_precision_cholesky, new.shift)
+        ours, theirs = new.natural_parameters(), fresh.natural_parameters()
+        assert (new._weight_free is params._weight_free) == (new.means is params.means)
+        assert (ours is None) == (theirs is None)
+        if ours is not None:
+            np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-12)
+            assert (ours[0, 0] == -np.inf) == (new.weights[0] == 0)
+        for a, b in zip(new._kernel(), fresh._kernel()):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(new.log_responsibilities(X)[1], fresh.log_responsibilities(X)[1], rtol=1e-12)
+    assert params.natural_parameters() is params.natural_parameters()  # the original keeps its own
 
 
 def test_far_means_fall_back_to_whitening():

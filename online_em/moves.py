@@ -35,7 +35,7 @@ import numpy as np
 from .stats import MixtureParameters, SufficientStatistics
 
 __all__ = ["CHECK_EVERY", "MERGE_AGE", "NEWBORN_ITERATIONS", "PRUNE_AGE", "best_merge", "birth", "born_shares",
-           "full_covariances", "merge", "merge_cost", "merge_penalty", "merged_shares", "prune", "pruned_shares",
+           "full_covariances", "merge", "merge_cost", "merge_costs", "merge_penalty", "merged_shares", "prune", "pruned_shares",
            "reshaped"]
 
 # The model looks for merges and prunes every this many points learned,
@@ -192,24 +192,39 @@ def merge_penalty(covariance_type: str, n_features: int, n_points: float) -> flo
 
 def merge_cost(params: MixtureParameters, i: int, j: int, n_i: float, n_j: float) -> float:
     """(n_i + n_j) KL(p || q): p the two components' mixture (weights n_i, n_j), q the Gaussian
-    with p's mean and covariance. Estimated on KL_POINTS fixed points drawn from each component."""
+    with p's mean and covariance. Estimated on KL_POINTS fixed points drawn from each component
+    (`merge_costs` for one pair)."""
+    return float(merge_costs(params, np.array([[i, j]]), np.array([[n_i, n_j]], dtype=np.float64))[0])
+
+
+def merge_costs(params: MixtureParameters, pairs: np.ndarray, masses: np.ndarray) -> np.ndarray:
+    """`merge_cost` of each pair (i, j) of `pairs` (P, 2), with masses (P, 2), all at once: one
+    Cholesky factor and one inverse of it per Gaussian, the three log densities of each pair's
+    points in one product (a pair in 10-D, alone: 550 us with a solve per density, 140 us so;
+    eight pairs together about 2.5 pairs' time)."""
     D = params.n_features
     if D > _STANDARD.shape[1]:
         z = np.random.default_rng(20091).standard_normal((KL_POINTS, D))
     else:
         z = _STANDARD[:, :D]
-    w = np.array([n_i, n_j]) / (n_i + n_j)
-    means = params.means[[i, j]]
-    covs = full_covariances(params, (i, j))
-    points = [means[c] + z @ np.linalg.cholesky(covs[c]).T for c in range(2)]
-    mean = w @ means
-    cov = sum(w[c] * (covs[c] + np.outer(means[c] - mean, means[c] - mean)) for c in range(2))
-    divergence = 0.0
-    for c in range(2):
-        log_p = np.logaddexp(math.log(w[0]) + _log_normal(points[c], means[0], covs[0]),
-                             math.log(w[1]) + _log_normal(points[c], means[1], covs[1]))
-        divergence += w[c] * float(np.mean(log_p - _log_normal(points[c], mean, cov)))
-    return (n_i + n_j) * max(divergence, 0.0)
+    P = len(pairs)
+    w = masses / masses.sum(axis=1, keepdims=True)  # (P, 2)
+    means = params.means[pairs]  # (P, 2, D)
+    covs = full_covariances(params, pairs.ravel()).reshape(P, 2, D, D)
+    mean = np.einsum("pc,pcd->pd", w, means)
+    gaps = means - mean[:, None, :]
+    cov = np.einsum("pc,pcde->pde", w, covs) + np.einsum("pc,pcd,pce->pde", w, gaps, gaps)
+    chols = np.linalg.cholesky(np.concatenate([covs, cov[:, None]], axis=1))  # (P, 3, D, D): the two and q
+    whiten = np.linalg.inv(chols)
+    points = (means[:, :, None, :] + z @ np.swapaxes(chols[:, :2], 2, 3)).reshape(P, 1, 2 * KL_POINTS, D)
+    centres = np.concatenate([means, mean[:, None]], axis=1)  # (P, 3, D)
+    y = (points - centres[:, :, None, :]) @ np.swapaxes(whiten, 2, 3)  # (P, 3, 2 KL_POINTS, D), whitened
+    log_det = np.log(np.diagonal(chols, axis1=2, axis2=3)).sum(axis=2)  # (P, 3)
+    log_n = -0.5 * (y * y).sum(axis=3) - log_det[:, :, None] - 0.5 * D * math.log(2 * math.pi)
+    log_p = np.logaddexp(np.log(w[:, :1]) + log_n[:, 0], np.log(w[:, 1:]) + log_n[:, 1])  # (P, 2 KL_POINTS)
+    halves = (log_p - log_n[:, 2]).reshape(P, 2, KL_POINTS).mean(axis=2)  # (P, 2)
+    divergence = (w * halves).sum(axis=1)
+    return masses.sum(axis=1) * np.maximum(divergence, 0.0)
 
 
 def best_merge(params: MixtureParameters, masses: np.ndarray, born: np.ndarray, t: int) -> tuple[int, int] | None:
@@ -221,16 +236,17 @@ def best_merge(params: MixtureParameters, masses: np.ndarray, born: np.ndarray, 
         return None
     penalty = merge_penalty(params.covariance_type, params.n_features, float(masses.sum()))
     d2 = params.mahalanobis(params.means[live])[:, live]  # row: mean of i, column: component j
-    best, best_cost = None, penalty
-    for a in range(len(live)):
-        for b in range(a + 1, len(live)):
-            if min(d2[a, b], d2[b, a]) > MERGE_SCREEN:
-                continue
-            i, j = int(live[a]), int(live[b])
-            cost = merge_cost(params, i, j, float(masses[i]), float(masses[j]))
-            if cost < best_cost:
-                best, best_cost = (i, j) if masses[i] >= masses[j] else (j, i), cost
-    return best
+    a, b = np.triu_indices(len(live), 1)
+    near = np.minimum(d2[a, b], d2[b, a]) <= MERGE_SCREEN
+    if not near.any():
+        return None
+    pairs = np.stack([live[a[near]], live[b[near]]], axis=1)
+    costs = merge_costs(params, pairs, masses[pairs])
+    best = int(np.argmin(costs))  # the first of equal costs, in the order of the pairs
+    if not costs[best] < penalty:
+        return None
+    i, j = (int(k) for k in pairs[best])
+    return (i, j) if masses[i] >= masses[j] else (j, i)
 
 
 def full_covariances(params: MixtureParameters, components) -> np.ndarray:
@@ -244,9 +260,3 @@ def full_covariances(params: MixtureParameters, components) -> np.ndarray:
     if params.covariance_type == "diag":
         return np.stack([np.diag(cov[k]) for k in components])
     return np.stack([cov[k] * np.eye(D) for k in components])
-
-
-def _log_normal(X: np.ndarray, mean: np.ndarray, cov: np.ndarray) -> np.ndarray:
-    chol = np.linalg.cholesky(cov)
-    z = np.linalg.solve(chol, (X - mean).T)
-    return -0.5 * (z * z).sum(axis=0) - np.log(np.diag(chol)).sum() - 0.5 * len(mean) * math.log(2 * math.pi)

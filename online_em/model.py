@@ -61,9 +61,10 @@ class OnlineGaussianMixture(base.Clusterer):
     weight 0, never predicted. While a slot is free, a point far from every component (beyond
     the `novelty_level` quantile of the chi-square distribution) is held back rather than
     learned, and when more such points arrive than chance explains, they start a new component
-    in the lowest free slot (`online_em.novelty`). Every 500 points, a component whose weight
-    has fallen under `prune_weight` is removed, and a pair of components that one Gaussian
-    explains almost as well (by a BIC-sized margin) is merged (`online_em.moves`). **Labels stay
+    in the lowest free slot (`online_em.novelty`). Every 500 points (later, every sixteenth of
+    the stream so far), a component whose weight has fallen under `prune_weight` is removed, and
+    a pair of components that one Gaussian explains almost as well (by a BIC-sized margin) is
+    merged (`online_em.moves`). **Labels stay
     stable**: a surviving component keeps its index, a merged pair keeps the heavier one's, a
     newborn takes the lowest free index; the first fit numbers its components heaviest first.
     `adaptive=False` keeps exactly `n_components` components (a collapsed one is re-seeded).
@@ -272,6 +273,7 @@ class OnlineGaussianMixture(base.Clusterer):
         self._born = np.full(n_components, -1, dtype=np.int64)
         self._held = novelty.HeldPoints()
         self._since_check = 0
+        self._check_spacing = moves.CHECK_EVERY  # points from the last check to the next
         self._moves = {"births": 0, "merges": 0, "prunes": 0}
         self._watching = False  # adaptive, initialised, and a free slot: test points for novelty
         self._refined_newborn: int | None = None  # a newborn refined on the batch being learned
@@ -466,7 +468,7 @@ class OnlineGaussianMixture(base.Clusterer):
                 self._watching = self._free_slot()
             return label
         self._since_check += 1
-        if self._since_check >= moves.CHECK_EVERY and self.adaptive:
+        if self._since_check >= self._check_spacing and self.adaptive:
             self._check_structure()
         if label < 0:  # a component collapsed: repair it with arrays
             self._sync()
@@ -555,6 +557,7 @@ class OnlineGaussianMixture(base.Clusterer):
         self._t = len(buffer)
         self._born = np.where(self._stats.s0 > 0, self._t, -1)
         self._since_check = 0
+        self._check_spacing = moves.check_spacing(self._t, self.halflife)
         self._repair(missing.complete_rows(buffer))
         self._watching = self._free_slot()
 
@@ -708,11 +711,12 @@ class OnlineGaussianMixture(base.Clusterer):
         self._watching = self._free_slot()
 
     def _check_structure(self) -> None:
-        """Every CHECK_EVERY points: prune the components whose weight has fallen under the
+        """Every `moves.check_spacing` points: prune the components whose weight has fallen under the
         floor, then merge the pair that one Gaussian explains best, if it explains it well enough
         (see `online_em.moves`)."""
         self._sync()
         self._since_check = 0
+        self._check_spacing = moves.check_spacing(self._t, self.halflife)
         stats, t = self._stats, self._t
         weights = stats.s0 / stats.s0.sum()
         live = np.flatnonzero(weights > 0)
@@ -795,7 +799,7 @@ class OnlineGaussianMixture(base.Clusterer):
             self._reported = None  # the iterate is what is reported
         self._accumulate_average(m)
         self._repair(X)
-        if self.adaptive and self._since_check >= moves.CHECK_EVERY:
+        if self.adaptive and self._since_check >= self._check_spacing:
             self._check_structure()
         if self._watching and self._held:
             self._after_holding()
@@ -938,6 +942,7 @@ class OnlineGaussianMixture(base.Clusterer):
             self._born = np.where(live, state.t, -1).astype(np.int64)
         self._held = novelty.HeldPoints(state.held)
         self._since_check = state.since_check
+        self._check_spacing = moves.check_spacing(state.t - state.since_check, self.halflife)
         self._moves = dict(state.moves)
         self._engine, self._fits = None, None
         self._params = self._e_step_parameters() if state.stats is not None else None

@@ -34,12 +34,14 @@ import numpy as np
 
 from .stats import MixtureParameters, SufficientStatistics
 
-__all__ = ["CHECK_EVERY", "MERGE_AGE", "NEWBORN_ITERATIONS", "PRUNE_AGE", "best_merge", "birth", "born_shares",
+__all__ = ["CHECK_EVERY", "CHECK_FRACTION", "MERGE_AGE", "NEWBORN_ITERATIONS", "PRUNE_AGE", "best_merge", "birth", "born_shares", "check_spacing",
            "full_covariances", "merge", "merge_cost", "merge_costs", "merge_penalty", "merged_shares", "prune", "pruned_shares",
            "reshaped"]
 
-# The model looks for merges and prunes every this many points learned,
+# The model looks for merges and prunes every this many points learned at first, then every
+# CHECK_FRACTION of the points so far (`check_spacing`),
 CHECK_EVERY = 500
+CHECK_FRACTION = 1 / 16
 # among components at least this many points old (merges),
 MERGE_AGE = 500
 # and prunes a component under the weight floor once it is this many points old.
@@ -52,6 +54,22 @@ MERGE_SCREEN = 16.0
 # a seeded standard normal sample, drawn once).
 KL_POINTS = 256
 _STANDARD = np.random.default_rng(20091).standard_normal((KL_POINTS, 64))
+
+
+def check_spacing(t: int, halflife: float | None = None) -> int:
+    """Points from a merge-and-prune check at point t to the next: CHECK_EVERY, or a sixteenth
+    of the stream so far once that is more (a stationary stream's structure settles; the checks'
+    cost, a divergence estimate per pair of nearby components, was the largest fixed cost of a
+    batch of 1,024), but no more than half a half-life when the model forgets.
+
+    >>> check_spacing(2000), check_spacing(160_000), check_spacing(160_000, halflife=4000)
+    (500, 10000, 2000)
+
+    """
+    spacing = max(CHECK_EVERY, int(t * CHECK_FRACTION))
+    if halflife is not None:
+        spacing = min(spacing, max(CHECK_EVERY, int(halflife / 2)))
+    return spacing
 
 
 def prune(stats: SufficientStatistics, k: int) -> SufficientStatistics:

@@ -43,23 +43,24 @@ if typing.TYPE_CHECKING:  # pragma: no cover
 # numpy, River and the model are imported when a command needs them (see `online_em.labeler`):
 # ``online-em --help`` and usage errors cost click's start-up only.
 
-__all__ = ["cli", "main"]
+__all__ = ["MODEL_OPTIONS", "PROG", "cli", "explicit_option", "load_state", "main", "report_error", "report_warning",
+           "silence_stdout"]
 
-_PROG = "online-em"
+PROG = "online-em"
 # The model's defaults, as the command line shows them (tests/test_cli.py checks they agree).
 _DEFAULTS = {"n_components": 2, "covariance_type": "full", "alpha": 0.75, "warm_up": None, "adaptive": True,
              "halflife": None}
 
 
-def _error(message: str) -> None:
-    click.echo(f"{_PROG}: error: {message}", err=True)
+def report_error(message: str) -> None:
+    click.echo(f"{PROG}: error: {message}", err=True)
 
 
-def _warn(message: str) -> None:
-    click.echo(f"{_PROG}: warning: {message}", err=True)
+def report_warning(message: str) -> None:
+    click.echo(f"{PROG}: warning: {message}", err=True)
 
 
-def _silence_stdout() -> None:
+def silence_stdout() -> None:
     """After a broken pipe: point stdout at /dev/null so the interpreter's final flush is quiet."""
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
@@ -69,7 +70,7 @@ def _silence_stdout() -> None:
         pass
 
 
-def _load_state(path: str) -> OnlineGaussianMixture:
+def load_state(path: str) -> OnlineGaussianMixture:
     """The model saved in `path`; exit 1 with one line on stderr if it cannot be loaded."""
     from .model import OnlineGaussianMixture
     from .persistence import StateFileError
@@ -77,15 +78,15 @@ def _load_state(path: str) -> OnlineGaussianMixture:
     try:
         return OnlineGaussianMixture.load(path)
     except StateFileError as error:
-        _error(f"cannot load the state: {error}")
+        report_error(f"cannot load the state: {error}")
     except OSError as error:
-        _error(f"cannot read the state file {path}: {error.strerror or error}")
+        report_error(f"cannot read the state file {path}: {error.strerror or error}")
     raise SystemExit(1)
 
 
 # ---------------------------------------------------------------------- options
 
-_MODEL_OPTIONS = {  # option name -> the model's hyper-parameter
+MODEL_OPTIONS = {  # option name -> the model's hyper-parameter
     "components": "n_components",
     "covariance_type": "covariance_type",
     "alpha": "alpha",
@@ -151,7 +152,7 @@ def _input_options(function):
     return function
 
 
-def _explicit(ctx: click.Context, name: str) -> bool:
+def explicit_option(ctx: click.Context, name: str) -> bool:
     source = ctx.get_parameter_source(name)
     return source in (click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.ENVIRONMENT)
 
@@ -160,7 +161,7 @@ def _explicit(ctx: click.Context, name: str) -> bool:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.version_option(__version__, prog_name=_PROG)
+@click.version_option(__version__, prog_name=PROG)
 def cli():
     """Gaussian mixtures learned online: label a stream of numbers, one line at a time.
 
@@ -274,7 +275,7 @@ def _number(value: float) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for machines.")
 def show(state, as_json):
     """Print the model saved in --state: weights, means, standard deviations (and covariances)."""
-    model = _load_state(state)
+    model = load_state(state)
     if model.feature_names_in_ == []:
         summary = {"n_components": model.n_components, "covariance_type": model.covariance_type,
                    "features": [], "n_samples_seen": 0, "is_initialised": False,
@@ -346,9 +347,9 @@ def demo(n, shuffle, seed, truth):
             out.write(text.encode() + b"\n")
         out.flush()
     except BrokenPipeError:
-        _silence_stdout()
+        silence_stdout()
     except WriteError as error:
-        _error(str(error))
+        report_error(str(error))
         raise SystemExit(1) from None
 
 
@@ -378,7 +379,7 @@ def demo_stream(n: int = 12_000, shuffle: bool = True, seed: int | None = 42) ->
 def main(argv: typing.Sequence[str] | None = None) -> None:
     """The console script ``online-em`` (and ``python -m online_em``)."""
     try:
-        code = cli.main(args=argv, prog_name=_PROG, standalone_mode=False)
+        code = cli.main(args=argv, prog_name=PROG, standalone_mode=False)
     except click.ClickException as error:
         error.show()
         code = error.exit_code
@@ -386,7 +387,7 @@ def main(argv: typing.Sequence[str] | None = None) -> None:
         click.echo("Aborted!", err=True)
         code = 1
     except BrokenPipeError:  # e.g. the help text into a closed pipe: quietly, as a filter should
-        _silence_stdout()
+        silence_stdout()
         code = 0
     except KeyboardInterrupt:  # outside the labeler's own handling
         code = 130
@@ -396,7 +397,7 @@ def main(argv: typing.Sequence[str] | None = None) -> None:
         if sys.stdout is not None:  # None: started with stdout closed (>&-)
             sys.stdout.flush()
     except BrokenPipeError:
-        _silence_stdout()
+        silence_stdout()
     except OSError as error:
         code = _write_failed(error)
     sys.exit(code if isinstance(code, int) else 0)
@@ -406,6 +407,6 @@ def _write_failed(error: OSError) -> int:
     """Report a failed write to stdout in one line; the exit code (other errors propagate)."""
     if error.errno not in (errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EFBIG):
         raise error
-    _silence_stdout()
-    _error(f"write error: {error.strerror}")
+    silence_stdout()
+    report_error(f"write error: {error.strerror}")
     return 1

@@ -61,7 +61,8 @@ import dask
 import numpy as np
 
 from . import missing, novelty
-from .model import OnlineGaussianMixture, _sorted_features
+from .features import sorted_features
+from .model import OnlineGaussianMixture
 from .stats import SufficientStatistics
 
 __all__ = ["BlockResult", "partial_fit", "fit"]
@@ -187,7 +188,7 @@ def _blocks(model: OnlineGaussianMixture, data: typing.Any) -> tuple[list, list 
         dd = None
     if dd is not None and isinstance(data, dd.DataFrame):
         columns = list(data.columns)
-        features = model.feature_names_in_ if model.n_features_in_ else _sorted_features(columns)
+        features = model.feature_names_in_ if model.n_features_in_ else sorted_features(columns)
         missing = [f for f in features if f not in set(columns)]
         if missing:
             raise ValueError(f"feature {missing[0]!r} is missing from the columns {columns!r}")

@@ -32,7 +32,21 @@ import numpy as np
 
 from .stats import SufficientStatistics
 
-__all__ = ["grown_rows", "grown_statistics"]
+__all__ = ["grown_rows", "grown_statistics", "sorted_features"]
+
+
+def sorted_features(keys: typing.Iterable) -> list:
+    """The model's order of features: sorted, or for keys of mixed types by type name, then text.
+
+    >>> sorted_features(["b", "a"]), sorted_features([2, "x", 1])
+    (['a', 'b'], [1, 2, 'x'])
+
+    """
+    keys = list(keys)
+    try:
+        return sorted(keys)
+    except TypeError:  # mixed types: order by type name, then text
+        return sorted(keys, key=lambda k: (type(k).__name__, str(k)))
 
 
 def grown_rows(rows: list[list[float]], n_new: int, order: typing.Sequence[int]) -> list[list[float]]:

@@ -24,7 +24,7 @@ import numpy as np
 
 from . import validation
 from .anomaly import GaussianMixtureScorer
-from .cli import _MODEL_OPTIONS, _PROG, _error, _explicit, _load_state, _silence_stdout, _warn
+from .cli import MODEL_OPTIONS, PROG, explicit_option, load_state, report_error, report_warning, silence_stdout
 from .model import OnlineGaussianMixture
 from .records import DELIMITERS, RecordError, make_parser, parse_columns
 from .streams import Reader, WriteError, open_stdout
@@ -123,9 +123,9 @@ def _lock_state(state: str, wait: bool):
         check_writable(state)
         return StateLock(state, wait=wait).acquire()
     except StateLocked as error:
-        _error(str(error))
+        report_error(str(error))
     except OSError as error:
-        _error(f"cannot write the state file {state}: {error.strerror or error}")
+        report_error(f"cannot write the state file {state}: {error.strerror or error}")
     raise SystemExit(1)
 
 
@@ -148,10 +148,10 @@ def _build_model(ctx: click.Context, options: dict, learn: bool) -> OnlineGaussi
     it), else new from the model options."""
     state = options.get("state")
     if state and os.path.exists(state):
-        model = _load_state(state)
+        model = load_state(state)
         saved = model._get_params()
-        for name, param in _MODEL_OPTIONS.items():
-            if _explicit(ctx, name) and options[name] != saved[param]:
+        for name, param in MODEL_OPTIONS.items():
+            if explicit_option(ctx, name) and options[name] != saved[param]:
                 flag = "--" + name.replace("_", "-")
                 raise click.UsageError(
                     f"{flag} {options[name]} contradicts the state file {state} ({param}={saved[param]!r})", ctx
@@ -160,7 +160,7 @@ def _build_model(ctx: click.Context, options: dict, learn: bool) -> OnlineGaussi
     if not learn:
         raise click.UsageError("--no-learn needs --state FILE with a saved model", ctx)
     try:
-        return OnlineGaussianMixture(**{param: options[name] for name, param in _MODEL_OPTIONS.items()})
+        return OnlineGaussianMixture(**{param: options[name] for name, param in MODEL_OPTIONS.items()})
     except ValueError as error:  # options that click's types let through but the model refuses
         raise click.UsageError(str(error), ctx) from None
 
@@ -289,7 +289,7 @@ class _Labeler:
             self.n_skipped += 1
             return None
         self.out.flush()  # the output of earlier lines first, as for a reader of both streams
-        _warn(message)
+        report_warning(message)
         if self.output is None:
             return None
         na = _JSON_NA if self.output == "json" else _NA
@@ -626,39 +626,39 @@ def _run(ctx: click.Context, files: tuple, options: dict, *, output: str | None,
                     bar.render_finish()
         labeler.save()
         if labeler.n_skipped:
-            click.echo(f"{_PROG}: skipped {labeler.n_skipped} bad line(s)", err=True)
+            click.echo(f"{PROG}: skipped {labeler.n_skipped} bad line(s)", err=True)
     except _Failed as failure:
         _flush_quietly(out)
         _save_after_stop(labeler)
-        _error(str(failure))
+        report_error(str(failure))
         ctx.exit(1)
     except _SaveFailed as failure:
         _flush_quietly(out)
-        _error(str(failure))
+        report_error(str(failure))
         ctx.exit(1)
     except WriteError as failure:
         saved = _save_after_stop(labeler)
-        _error(str(failure) + (f"; state saved to {state}" if saved else ""))
+        report_error(str(failure) + (f"; state saved to {state}" if saved else ""))
         ctx.exit(1)
     except _Interrupted as interrupted:
         _flush_quietly(out)
         name = signal.Signals(interrupted.signum).name
         if interrupted.forced:
             note = f"; state not saved (a model update was cut short): {state} holds its last save" if state else ""
-            click.echo(f"{_PROG}: interrupted twice by {name}{note}", err=True)
+            click.echo(f"{PROG}: interrupted twice by {name}{note}", err=True)
         else:
             saved = _save_after_stop(labeler)
             note = f"; state saved to {state}" if saved else ""
-            click.echo(f"{_PROG}: interrupted by {name}{note}", err=True)
+            click.echo(f"{PROG}: interrupted by {name}{note}", err=True)
         ctx.exit(128 + interrupted.signum)
     except BrokenPipeError:
         saved = _save_after_stop(labeler)
-        _silence_stdout()
+        silence_stdout()
         ctx.exit(0 if saved or not state else 1)
     except OSError as error:  # reading an input (writes and saves have their own errors above)
         _flush_quietly(out)
         saved = _save_after_stop(labeler)
-        _error(f"read error: {error.strerror or error}" + (f"; state saved to {state}" if saved else ""))
+        report_error(f"read error: {error.strerror or error}" + (f"; state saved to {state}" if saved else ""))
         ctx.exit(1)
     finally:
         guard.restore()
@@ -668,7 +668,7 @@ def _flush_quietly(out) -> None:
     try:
         out.flush()
     except (BrokenPipeError, OSError, ValueError, WriteError):
-        _silence_stdout()
+        silence_stdout()
 
 
 def _save(model: OnlineGaussianMixture, state: str) -> None:
@@ -692,7 +692,7 @@ def _save_after_stop(labeler: _Labeler | None) -> bool:
     try:
         _save(labeler.model, labeler.state)
     except _SaveFailed as error:
-        _error(str(error))
+        report_error(str(error))
         return False
     return True
 

@@ -22,14 +22,6 @@ MAX_ABS_VALUE = 1e152
 AUTO_AVERAGE_AFTER = 2000
 
 
-def _sorted_features(keys: typing.Iterable) -> list:
-    keys = list(keys)
-    try:
-        return sorted(keys)
-    except TypeError:  # mixed types: order by type name, then text
-        return sorted(keys, key=lambda k: (type(k).__name__, str(k)))
-
-
 class OnlineGaussianMixture(base.Clusterer):
     """Gaussian mixture model learned online by stepwise expectation-maximisation.
 
@@ -311,7 +303,7 @@ class OnlineGaussianMixture(base.Clusterer):
     # ------------------------------------------------------------------ input conversion
 
     def _set_features(self, keys: typing.Iterable) -> None:
-        self._features = _sorted_features(validation.check_features(keys))
+        self._features = features.sorted_features(validation.check_features(keys))
 
     def _row(self, x: dict) -> list[float]:
         """The values of x in feature order, as floats, NaN where one is missing (absent, None
@@ -341,7 +333,7 @@ class OnlineGaussianMixture(base.Clusterer):
         features' first guess for long, starts again."""
         self._sync()
         grown = self._features + list(names)
-        self._features = _sorted_features(grown)
+        self._features = features.sorted_features(grown)
         position = {name: j for j, name in enumerate(grown)}
         order = [position[name] for name in self._features]
         self._fits = None  # fits of the buffer's old columns

@@ -304,10 +304,10 @@ class JsonParser:
                  max_features: int | None = None):
         import json  # here: start-up need not pay for it when no JSON is read
 
-        from .model import _sorted_features
+        from .features import sorted_features
 
         self._loads, self._JSONDecodeError = json.loads, json.JSONDecodeError
-        self._sort = _sorted_features
+        self._sort = sorted_features
         self.columns = columns
         self.max_features = max_features
         if columns is not None and features is not None and set(columns) != set(features):

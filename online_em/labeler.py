@@ -268,8 +268,8 @@ class _Labeler:
         if self._features is None:
             self._features = list(self.parser.features)
             with self.guard:
-                if self.model._features is None:
-                    self.model._set_features(self._features)
+                if not self.model.feature_names_in_:
+                    self.model.fix_features(self._features)
                 self._features = self.model.feature_names_in_
         return self._features
 
@@ -399,7 +399,7 @@ class _Labeler:
 
             if not learn:
                 return step, key, lambda value: step({key: value})
-            learn_predict_row = model._learn_predict_row  # no dict a line: a fifth of the time
+            learn_predict_row = model.learn_predict_row  # no dict a line: a fifth of the time
 
             def number_step(value: float) -> bytes:
                 guard.critical = True

@@ -302,6 +302,13 @@ class OnlineGaussianMixture(base.Clusterer):
 
     # ------------------------------------------------------------------ input conversion
 
+    def fix_features(self, keys: typing.Iterable) -> None:
+        """Fix the model's features before it learns a point (a labeler that knows its columns
+        from its input's first record); they are kept in `features.sorted_features` order."""
+        if self._features is not None:
+            raise ValueError(f"the features are fixed already: {self._features!r}")
+        self._set_features(keys)
+
     def _set_features(self, keys: typing.Iterable) -> None:
         self._features = features.sorted_features(validation.check_features(keys))
 
@@ -421,7 +428,7 @@ class OnlineGaussianMixture(base.Clusterer):
             return label
         return self._learn_row(self._learning_row(x), x)
 
-    def _learn_predict_row(self, row: list[float]) -> int:
+    def learn_predict_row(self, row: list[float]) -> int:
         """`learn_predict_one` for the values of a point in feature order (`feature_names_in_`),
         without a dict: the live labeler's step, where building and reading a dict per line costs
         a fifth of the time."""

@@ -215,7 +215,7 @@ def test_the_labelers_row_step_equals_learn_predict_one():
     by_dict.learn_one(xs[0])
     features = by_row.feature_names_in_
     for x in xs[1:]:
-        assert by_row._learn_predict_row([x[f] for f in features]) == by_dict.learn_predict_one(x)
+        assert by_row.learn_predict_row([x[f] for f in features]) == by_dict.learn_predict_one(x)
     np.testing.assert_array_equal(by_row.means_, by_dict.means_)
 
 

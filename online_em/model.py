@@ -267,7 +267,7 @@ class OnlineGaussianMixture(base.Clusterer):
         self._since_check = 0
         self._check_spacing = moves.CHECK_EVERY  # points from the last check to the next
         self._moves = {"births": 0, "merges": 0, "prunes": 0}
-        self._watching = False  # adaptive, initialised, and a free slot: test points for novelty
+        self._watching = False  # adaptive, initialised, and a free slot (or forgetting): test points for novelty
         self._refined_newborn: int | None = None  # a newborn refined on the batch being learned
 
     @classmethod
@@ -464,7 +464,7 @@ class OnlineGaussianMixture(base.Clusterer):
             try:
                 self._learn_matrix(np.array([row]))
             finally:
-                self._watching = self._free_slot()
+                self._watching = self._watches()
             return label
         self._since_check += 1
         if self._since_check >= self._check_spacing and self.adaptive:
@@ -558,7 +558,7 @@ class OnlineGaussianMixture(base.Clusterer):
         self._since_check = 0
         self._check_spacing = moves.check_spacing(self._t, self.halflife)
         self._repair(missing.complete_rows(buffer))
-        self._watching = self._free_slot()
+        self._watching = self._watches()
 
     def _update(self, X: np.ndarray, incomplete: bool = False) -> None:
         """One stepwise-EM update with the batch X: E-step under the iterate, then blend (a
@@ -639,6 +639,12 @@ class OnlineGaussianMixture(base.Clusterer):
         j = self._held.due(now, self.n_features_in_, self.novelty_level)
         if not j:
             return False
+        if not self._free_slot():  # forgetting: a component no point has come to for long makes room
+            self._sync()
+            stale = moves.stale_component(self._recency, self._stats.s0)
+            if stale is None:
+                return False
+            self._prune(stale)
         rows = np.array(self._held.take_recent(j))
         k = self._birth(rows)
         if self._held:
@@ -667,7 +673,7 @@ class OnlineGaussianMixture(base.Clusterer):
             X = np.array(rows)
             self.apply_statistics(self.expected_statistics(X), X)
         finally:
-            self._watching = self._free_slot() if watching else self._watching
+            self._watching = self._watches() if watching else self._watching
 
     def _after_holding(self) -> None:
         """A birth if one is due; held points that waited too long are learned."""
@@ -678,10 +684,19 @@ class OnlineGaussianMixture(base.Clusterer):
         if expired:
             self._sync()
             self._learn_held(expired)
-            self._watching = self._free_slot()
+            self._watching = self._watches()
 
     def _free_slot(self) -> bool:
         return self.adaptive and self._stats is not None and bool((self._stats.s0 == 0.0).any())
+
+    def _watches(self) -> bool:
+        """Whether novel points are held back: while a slot is free, and always when the model
+        forgets, where a birth due with every slot in use takes the slot of a stale component
+        (`moves.stale_component`). A held point waits at most `novelty.HOLD_POINTS` points to be
+        learned: a jump leaves its old component without points, which goes stale and is
+        replaced, rather than dragged (measured: learning the first few hundred points of a new
+        cluster widened the nearest component over it, and no birth came)."""
+        return self._free_slot() or (self.adaptive and self._stats is not None and self.halflife is not None)
 
     def _birth(self, rows: np.ndarray) -> int:
         """A new component from the held rows, in the lowest free slot (which it returns)."""
@@ -707,7 +722,7 @@ class OnlineGaussianMixture(base.Clusterer):
     def _structure_changed(self) -> None:
         self._params = self._e_step_parameters()
         self._reported = None
-        self._watching = self._free_slot()
+        self._watching = self._watches()
 
     def _check_structure(self) -> None:
         """Every `moves.check_spacing` points: prune the components whose weight has fallen under the
@@ -946,7 +961,7 @@ class OnlineGaussianMixture(base.Clusterer):
         self._engine, self._fits = None, None
         self._params = self._e_step_parameters() if state.stats is not None else None
         self._reported = None
-        self._watching = self._free_slot()
+        self._watching = self._watches()
 
     def save(self, path) -> None:
         """Write the model to `path` as versioned JSON, atomically (see `online_em.persistence`)."""

@@ -34,9 +34,9 @@ import numpy as np
 
 from .stats import MixtureParameters, SufficientStatistics
 
-__all__ = ["CHECK_EVERY", "CHECK_FRACTION", "MERGE_AGE", "NEWBORN_ITERATIONS", "PRUNE_AGE", "best_merge", "birth", "born_shares", "check_spacing",
+__all__ = ["CHECK_EVERY", "CHECK_FRACTION", "MERGE_AGE", "NEWBORN_ITERATIONS", "PRUNE_AGE", "STALE_SHARE", "best_merge", "birth", "born_shares", "check_spacing",
            "full_covariances", "merge", "merge_cost", "merge_costs", "merge_penalty", "merged_shares", "prune", "pruned_shares",
-           "reshaped"]
+           "reshaped", "stale_component"]
 
 # The model looks for merges and prunes every this many points learned at first, then every
 # CHECK_FRACTION of the points so far (`check_spacing`),
@@ -54,6 +54,30 @@ MERGE_SCREEN = 16.0
 # a seeded standard normal sample, drawn once).
 KL_POINTS = 256
 _STANDARD = np.random.default_rng(20091).standard_normal((KL_POINTS, 64))
+
+
+# With forgetting, a component whose recent share of the points (its recency mass) is under
+# this is stale: a birth due while no slot is free takes its place.
+STALE_SHARE = 0.01
+
+
+def stale_component(recency: np.ndarray, weights: np.ndarray) -> int | None:
+    """The active component with the smallest recent share of the points, if that share is
+    under STALE_SHARE (and another component stays): what a forgetting model lets go of when a
+    new cluster needs a slot (the stream has forgotten it; a stationary model never does this).
+
+    >>> stale_component(np.array([0.004, 0.5, 0.496]), np.array([0.2, 0.4, 0.4]))
+    0
+    >>> stale_component(np.array([0.2, 0.4, 0.4]), np.array([0.2, 0.4, 0.4])) is None
+    True
+
+    """
+    live = np.flatnonzero(weights > 0)
+    if len(live) < 2:
+        return None
+    shares = recency[live] / recency[live].sum()
+    k = int(np.argmin(shares))
+    return int(live[k]) if shares[k] < STALE_SHARE else None
 
 
 def check_spacing(t: int, halflife: float | None = None) -> int:

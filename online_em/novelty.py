@@ -94,6 +94,8 @@ def poisson_tail(rate: float, j: int) -> float:
     if rate <= 0.0:
         return 0.0 if j > 0 else 1.0
     log_term = -rate + j * math.log(rate) - math.lgamma(j + 1)
+    if j > rate and log_term < -740.0:  # the terms fall from the first, which underflows: nothing left
+        return 0.0
     total, i = 0.0, j
     while True:
         term = math.exp(log_term)

@@ -94,10 +94,11 @@ def test_batches_forget_as_points_do():
 
 
 def test_an_astronomical_halflife_is_the_stationary_model():
-    """The floors compose with the stationary schedule: far beyond the stream, they never bind."""
+    """The floors compose with the stationary schedule: far beyond the stream, they never bind.
+    (Fixed components: a forgetting model holds novel points back even with no free slot.)"""
     x = _two_processes(WALK[:8000], seed=3)
-    forgetting = OnlineGaussianMixture(n_components=2, seed=0, halflife=1e15)
-    stationary = OnlineGaussianMixture(n_components=2, seed=0)
+    forgetting = OnlineGaussianMixture(n_components=2, seed=0, halflife=1e15, adaptive=False)
+    stationary = OnlineGaussianMixture(n_components=2, seed=0, adaptive=False)
     for v in x[:5000].tolist():
         forgetting.learn_one({"x": v})
         stationary.learn_one({"x": v})
@@ -182,3 +183,30 @@ def test_the_labeler_forgets_with_halflife(tmp_path):
         input="1\n", capture_output=True, text=True,
     )
     assert again.returncode == 2 and "--halflife" in again.stderr
+
+
+@pytest.mark.parametrize("batch", [None, 500])
+def test_a_new_cluster_takes_the_slot_of_one_the_stream_has_forgotten(batch):
+    """Two clusters (0 and 10); then the one at 0 stops and one at 30 starts. With no free slot,
+    a forgetting model lets the stale component go when the new cluster's birth is due
+    (`moves.stale_component`); a stationary one keeps every component and drags the one at 10."""
+    rng = np.random.default_rng(0)
+    n = 20_000
+    x = np.concatenate([np.where(rng.random(n) < 0.5, 0.0, 10.0), np.where(rng.random(n) < 0.5, 30.0, 10.0)])
+    x = x + rng.standard_normal(2 * n)
+
+    def learn(model):
+        if batch is None:
+            for v in x.tolist():
+                model.learn_one({"x": v})
+        else:
+            for start in range(0, len(x), batch):
+                model.learn_many(x[start : start + batch, None])
+        return model
+
+    forgetting = learn(OnlineGaussianMixture(n_components=2, seed=0, halflife=2000))
+    assert forgetting.moves_["births"] == 1 and forgetting.moves_["prunes"] == 1
+    np.testing.assert_allclose(np.sort(forgetting.means_[:, 0]), [10, 30], atol=0.2)
+    stationary = learn(OnlineGaussianMixture(n_components=2, seed=0))
+    assert stationary.moves_["births"] == 0
+    assert np.sort(stationary.means_[:, 0])[1] > 14  # the component at 10, dragged toward 30

@@ -106,8 +106,7 @@ class _Engine:
         self.reg_covar = reg_covar
         self.average_after = average_after
         self.halflife = halflife
-        priors = [r if r > PRIOR_FLOOR * a else PRIOR_FLOOR * a for r, a in zip(self.rho, self.s0)]
-        self.iterate = self._reweighted(self._parameters(self.s0, self.s1, self.s2), priors, self.s0)
+        self.iterate = self._reweighted(self._parameters(self.s0, self.s1, self.s2), self._prior_masses(), self.s0)
         self.reported = None if self.avg is None else self._reported()
 
     def _lists(self, stats):
@@ -124,11 +123,15 @@ class _Engine:
         """The parameters of the Polyak average (only ever used for labels and densities)."""
         return self._parameters(s0, s1, s2)
 
+    def _prior_masses(self):
+        """The E-step's prior masses, `steps.prior_weights` unnormalised: each component's recency
+        mass, at least PRIOR_FLOOR of its mass (the learning loops inline it per component)."""
+        return [r if r > PRIOR_FLOOR * a else PRIOR_FLOOR * a for r, a in zip(self.rho, self.s0)]
+
     def _iterate_reported(self):
         """What is reported before the Polyak average begins: the iterate with the exact weights
         (its constants carry the E-step's prior weights), as the model's."""
-        priors = [r if r > PRIOR_FLOOR * a else PRIOR_FLOOR * a for r, a in zip(self.rho, self.s0)]
-        return self._reweighted(self.iterate, self.s0, priors)
+        return self._reweighted(self.iterate, self.s0, self._prior_masses())
 
     def _reported(self):
         """The reported parameters: the Polyak average's moments, with the weights the iterate

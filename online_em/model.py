@@ -663,11 +663,13 @@ class OnlineGaussianMixture(base.Clusterer):
         """EM steps of newborn k alone over its batch: its rows and the batch's others. Its
         moments then hold the batch's other rows already: the next `apply_statistics` (of those
         rows) leaves them as they are (its statistics for k reshaped to the newborn's)."""
+        others = None
         for _ in range(moves.NEWBORN_ITERATIONS):
             params = self._params
-            batch = missing.expected_statistics(params, rows).merge(batch_statistics(params))
-            self._apply(moves.reshaped, k, batch)
-        self._refined_newborn = k
+            others = batch_statistics(params)
+            self._apply(moves.reshaped, k, missing.expected_statistics(params, rows).merge(others))
+        # (a batch all of whose rows were held has no others to learn: nothing to leave as it is)
+        self._refined_newborn = k if others is not None and others.count >= 1 else None
 
     def _learn_held(self, rows: list[list[float]]) -> None:
         """Learn held rows as ordinary points (nothing is held meanwhile)."""

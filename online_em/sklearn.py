@@ -64,6 +64,9 @@ class MiniBatchGaussianMixture(ClusterMixin, DensityMixin, BaseEstimator):
         reported parameters are averaged (Polyak), the k-means++ starts and the EM iterations of
         that fit. `fit` uses a `warm_up` of at most its number of samples, so a small data set is
         fitted in batch and then refined by the passes.
+    halflife : float or None, default=None
+        For `partial_fit` on a drifting stream: the model forgets with this half-life, in
+        samples (see `OnlineGaussianMixture`); ``None``, a stationary stream.
 
     Attributes
     ----------
@@ -127,6 +130,7 @@ class MiniBatchGaussianMixture(ClusterMixin, DensityMixin, BaseEstimator):
         average_after=_MODEL_DEFAULTS["average_after"],
         n_init=_MODEL_DEFAULTS["n_init"],
         init_max_iter=_MODEL_DEFAULTS["init_max_iter"],
+        halflife=_MODEL_DEFAULTS["halflife"],
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -141,6 +145,7 @@ class MiniBatchGaussianMixture(ClusterMixin, DensityMixin, BaseEstimator):
         self.average_after = average_after
         self.n_init = n_init
         self.init_max_iter = init_max_iter
+        self.halflife = halflife
 
     # ------------------------------------------------------------------ learning
 
@@ -155,6 +160,7 @@ class MiniBatchGaussianMixture(ClusterMixin, DensityMixin, BaseEstimator):
             average_after=self.average_after,
             n_init=self.n_init,
             init_max_iter=self.init_max_iter,
+            halflife=self.halflife,
             adaptive=False,  # exactly n_components, as GaussianMixture (and its bic/aic) count them
             seed=seed,
         )

@@ -229,3 +229,19 @@ def test_partial_fit_on_dataframes_keeps_feature_names():
     np.testing.assert_array_equal(estimator.predict(frame), estimator.model_.predict_many(frame.to_numpy()))
     with pytest.warns(UserWarning, match="feature names"):  # scikit-learn's warning for an array
         estimator.predict(frame.to_numpy())
+
+
+def test_partial_fit_forgets_with_a_halflife():
+    """A drifting stream through partial_fit: with halflife the moving component follows it."""
+    rng = np.random.default_rng(0)
+    n = 40_000
+    moving = np.linspace(40, 80, n)
+    x = (np.where(rng.random(n) < 0.5, 20.0, moving) + 5 * rng.standard_normal(n))[:, None]
+    forgetting = MiniBatchGaussianMixture(n_components=2, random_state=0, halflife=1000)
+    stationary = MiniBatchGaussianMixture(n_components=2, random_state=0)
+    for start in range(0, n, 500):
+        forgetting.partial_fit(x[start : start + 500])
+        stationary.partial_fit(x[start : start + 500])
+    # a mean moving 0.001 a sample, remembered over about 1.44 half-lives: a lag of about 1.5
+    assert abs(forgetting.means_.max() - 80) < 2.5
+    assert 80 - stationary.means_.max() > 10

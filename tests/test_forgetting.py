@@ -9,6 +9,8 @@ import sys
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from online_em import GaussianMixtureScorer, OnlineGaussianMixture, persistence, steps
 
@@ -210,3 +212,30 @@ def test_a_new_cluster_takes_the_slot_of_one_the_stream_has_forgotten(batch):
     stationary = learn(OnlineGaussianMixture(n_components=2, seed=0))
     assert stationary.moves_["births"] == 0
     assert np.sort(stationary.means_[:, 0])[1] > 14  # the component at 10, dragged toward 30
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    halflife=st.floats(1.0, 1e6),
+    shift=st.floats(-1e3, 1e3),
+    n_components=st.integers(1, 4),
+    covariance_type=st.sampled_from(["full", "diag", "spherical", "tied"]),
+    seed=st.integers(0, 2**16),
+)
+def test_forgetting_keeps_the_mixture_sound(halflife, shift, n_components, covariance_type, seed):
+    """Whatever the half-life (down to one point), one point at a time and in batches: weights that
+    sum to 1, positive definite covariances, finite densities."""
+    rng = np.random.default_rng(seed)
+    X = np.concatenate([rng.normal(0, 1, (300, 2)), rng.normal(shift, 2, (300, 2))])
+    model = OnlineGaussianMixture(n_components=n_components, covariance_type=covariance_type, warm_up=50,
+                                  halflife=halflife, seed=0)
+    for row in X[:400].tolist():
+        model.learn_one({"a": row[0], "b": row[1]})
+    model.learn_many(X[400:])
+    assert model.weights_.sum() == pytest.approx(1.0) and (model.weights_ >= 0).all()
+    cov = model.covariances_
+    if covariance_type in ("full", "tied"):
+        assert (np.linalg.eigvalsh(cov) > 0).all()
+    else:
+        assert (cov > 0).all()
+    assert np.isfinite(model.score_many(X)).all() and np.isfinite(model.means_).all()

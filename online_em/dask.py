@@ -14,9 +14,11 @@ partitions is learned in three moves:
 
 Rows may have missing values (NaN), as in `learn_many`; a dataframe must have a column for every
 feature of the model (it may be all missing). **Births** happen as in `learn_many`: while the
-model has a free slot, each task holds back its block's novel rows (`online_em.novelty`), sends
-them to the driver with its statistics, and the driver holds them and makes a birth when one is
-due (`OnlineGaussianMixture.apply_statistics`); merges and prunes are the driver's.
+model holds novel points back (`OnlineGaussianMixture.novelty_threshold`: a free slot, or
+forgetting), each task holds back its block's novel rows (`online_em.novelty`) and sends them to
+the driver with its statistics; the driver hands them to `OnlineGaussianMixture.hold`, which makes
+a birth when one is due (the tasks then make the batch's E-step again under the newborn's
+parameters); merges and prunes are the driver's.
 
 A mini-batch is one block, or `blocks_per_batch` consecutive blocks, and a pass visits them in
 order, so ``partial_fit(model, data)`` learns what ``model.learn_many(block)`` for each block in
@@ -126,7 +128,8 @@ def _block_statistics(block: typing.Any, payload: tuple, skip: int, index: int) 
     X = missing.observed_rows(X)
     offsets = np.zeros(0, dtype=np.int64)
     if threshold is not None:  # the same test as learn_many's (online_em.novelty)
-        offsets = np.flatnonzero(novelty.is_novel(novelty_params or params, X, threshold))[:MAX_NOVEL_ROWS]
+        judged = params if novelty_params is None else novelty_params
+        offsets = np.flatnonzero(novelty.is_novel(judged, X, threshold))[:MAX_NOVEL_ROWS]
     learned = np.delete(X, offsets, axis=0) if len(offsets) else X
     # The same function as OnlineGaussianMixture.expected_statistics, so the sums agree exactly.
     return BlockResult(missing.expected_statistics(params, learned), len(X), X[offsets], offsets)

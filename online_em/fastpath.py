@@ -107,7 +107,7 @@ class _Engine:
         self.average_after = average_after
         self.halflife = halflife
         self.iterate = self._reweighted(self._parameters(self.s0, self.s1, self.s2), self._prior_masses(), self.s0)
-        self.reported = None if self.avg is None else self._reported()
+        self.reported = None  # the average's parameters, derived when first read (`_shown_average`)
 
     def _lists(self, stats):
         raise NotImplementedError
@@ -127,6 +127,14 @@ class _Engine:
         """The E-step's prior masses, `steps.prior_weights` unnormalised: each component's recency
         mass, at least PRIOR_FLOOR of its mass (the learning loops inline it per component)."""
         return [r if r > PRIOR_FLOOR * a else PRIOR_FLOOR * a for r, a in zip(self.rho, self.s0)]
+
+    def _shown_average(self):
+        """The reported parameters of the Polyak average (None before it begins), derived when
+        first read after the average last changed: a stream that only learns never pays for them."""
+        if self.avg is None:
+            return None
+        self.reported = self._reported()
+        return self.reported
 
     def _iterate_reported(self):
         """What is reported before the Polyak average begins: the iterate with the exact weights
@@ -175,7 +183,7 @@ class _Engine:
             self._blend_average(share)
         total = sum(self.s0)
         self.avg_weights = [a / total for a in self.s0]
-        self.reported = self._reported()
+        self.reported = None  # (derived again when next read)
 
     @staticmethod
     def _copy(values):
@@ -229,7 +237,7 @@ class ScalarEngine(_Engine):
         return constants, means, half_precisions, sum(weights) + len(constants) * _TINY_MASS
 
     def weighted_log_probs(self, row):
-        constants, means, half_precisions, total = self.reported or self._iterate_reported()
+        constants, means, half_precisions, total = self.reported or self._shown_average() or self._iterate_reported()
         log_total = math.log(total)
         xc = row[0] - self.shift[0]
         return [c - log_total - h * (xc - m) * (xc - m) for c, m, h in zip(constants, means, half_precisions)]
@@ -243,7 +251,7 @@ class ScalarEngine(_Engine):
                          default=math.inf)
 
     def predict(self, row) -> int:
-        constants, means, half_precisions, _ = self.reported or self._iterate_reported()
+        constants, means, half_precisions, _ = self.reported or self._shown_average() or self._iterate_reported()
         xc = row[0] - self.shift[0]
         wlp = [c - h * (xc - m) * (xc - m) for c, m, h in zip(constants, means, half_precisions)]
         return wlp.index(max(wlp))
@@ -255,11 +263,10 @@ class ScalarEngine(_Engine):
         constants, means, half_precisions, _ = self.iterate
         wlp = [c - h * (xc - m) * (xc - m) for c, m, h in zip(constants, means, half_precisions)]
         top = max(wlp)
-        reported = self.reported
         if not predict:
             label = 0
         else:
-            constants, means, half_precisions, _ = reported or self._iterate_reported()
+            constants, means, half_precisions, _ = self.reported or self._shown_average() or self._iterate_reported()
             guess = [c - h * (xc - m) * (xc - m) for c, m, h in zip(constants, means, half_precisions)]
             label = guess.index(max(guess))
         exp, log = math.exp, math.log
@@ -333,7 +340,7 @@ class PairEngine(ScalarEngine):
 
     def predict(self, row) -> int:
         xc = row[0] - self.shift[0]
-        (c0, c1), (m0, m1), (h0, h1), _ = self.reported or self._iterate_reported()
+        (c0, c1), (m0, m1), (h0, h1), _ = self.reported or self._shown_average() or self._iterate_reported()
         return 0 if c0 - h0 * (xc - m0) * (xc - m0) >= c1 - h1 * (xc - m1) * (xc - m1) else 1
 
     def learn_predict(self, row, predict: bool = True) -> int:
@@ -341,11 +348,10 @@ class PairEngine(ScalarEngine):
         (c0, c1), (m0, m1), (h0, h1), _ = self.iterate
         w0 = c0 - h0 * (xc - m0) * (xc - m0)
         w1 = c1 - h1 * (xc - m1) * (xc - m1)
-        reported = self.reported
         if not predict:
             label = 0
         else:
-            (c0, c1), (m0, m1), (h0, h1), _ = reported or self._iterate_reported()
+            (c0, c1), (m0, m1), (h0, h1), _ = self.reported or self._shown_average() or self._iterate_reported()
             label = 0 if c0 - h0 * (xc - m0) * (xc - m0) >= c1 - h1 * (xc - m1) * (xc - m1) else 1
         exp, log = math.exp, math.log
         # Responsibilities by log-sum-exp: the larger weight is exp(0) = 1.
@@ -503,14 +509,14 @@ def _evaluate_all(form, parameters: str) -> list[str]:
 
 def _inference_source(D: int, iterate_form, reported_form) -> str:
     """`predict` and `weighted_log_probs`, under the reported parameters if any, else the iterate's."""
-    lines = ["def predict(self, row):", *_indent(_centre(D)), "    reported = self.reported"]
+    lines = ["def predict(self, row):", *_indent(_centre(D)), "    reported = self.reported or self._shown_average()"]
     if reported_form is iterate_form:
         lines += _indent(_argmax(iterate_form, "(reported or self._iterate_reported())[0]"))
     else:
         lines += ["    if reported is None:", *_indent(_argmax(iterate_form, "self._iterate_reported()[0]"), 2)]
         lines += ["    else:", *_indent(_argmax(reported_form, "reported[0]"), 2)]
     lines += ["    return label", "", "def weighted_log_probs(self, row):", *_indent(_centre(D))]
-    lines += ["    reported = self.reported", "    values = []", "    if reported is None:"]
+    lines += ["    reported = self.reported or self._shown_average()", "    values = []", "    if reported is None:"]
     lines += _indent(_evaluate_all(iterate_form, "self._iterate_reported()"), 2)
     lines += ["    else:", *_indent(_evaluate_all(reported_form, "reported"), 2)]
     lines += ["    log_total = log(total)", "    return [v - log_total for v in values]", ""]
@@ -551,10 +557,9 @@ def _learn_source(D: int, iterate_form, reported_form, update: list[str], produc
         f"        wlp.append({value})",
         *_indent(kept),
         "    top = max(wlp)",
-        "    reported = self.reported",
         "    if not predict:",
         "        label = 0",
-        "    elif reported is None:",
+        "    elif (reported := self.reported or self._shown_average()) is None:",
         *_indent(_argmax(iterate_form, "self._iterate_reported()[0]"), 2),
         "    else:",
         *_indent(_argmax(reported_form, "reported[0]"), 2),

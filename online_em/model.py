@@ -417,6 +417,11 @@ class OnlineGaussianMixture(base.Clusterer):
     def learn_one(self, x: dict) -> None:
         """Update the model with one point. Features it lacks (absent, None or NaN) are missing
         values; features the model does not know yet are added (see `online_em.features`)."""
+        if self._engine is not None and not self._watching:  # the hot path: a plain point
+            row = validation.plain_row(x, self._features)
+            if row is not None:
+                self._learn_complete_row(row, False)
+                return
         row = self._learning_row(x)
         if row is not None:
             self._learn_row(row, x, predict=False)
@@ -428,6 +433,10 @@ class OnlineGaussianMixture(base.Clusterer):
             label = self.predict_one(x)
             self.learn_one(x)
             return label
+        if not self._watching:  # the hot path: a plain point
+            row = validation.plain_row(x, self._features)
+            if row is not None:
+                return self._learn_complete_row(row, True)
         return self._learn_row(self._learning_row(x), x)
 
     def learn_predict_row(self, row: list[float]) -> int:
@@ -1112,10 +1121,9 @@ class OnlineGaussianMixture(base.Clusterer):
         """The most probable component of x (by the marginal density of its observed features,
         if some are missing; by the weights alone if none is observed)."""
         engine = self._engine
-        if engine is not None:
-            row = validation.row_from_dict(x, self._features)
-            total = sum(row)  # `_complete`, inline: this is the hot path
-            if total - total == 0.0:
+        if engine is not None:  # the hot path: a plain point
+            row = validation.plain_row(x, self._features)
+            if row is not None:
                 return engine.predict(row)
         return int(np.argmax(self._weighted_log_prob_one(x)))
 

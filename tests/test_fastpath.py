@@ -168,3 +168,24 @@ def test_two_component_engine_equals_the_general_one_point_engine():
     np.testing.assert_array_equal(pair.means_, general.means_)
     np.testing.assert_array_equal(pair.covariances_, general.covariances_)
     np.testing.assert_array_equal(pair.weights_, general.weights_)
+
+
+def test_the_hot_path_for_plain_floats_equals_the_general_reading_of_a_point():
+    """learn_one, learn_predict_one and predict_one read a dict of plain floats on a hot path
+    (`validation.plain_row`); ints, numpy floats and extra keys go the general way: the same model."""
+    X = synthetic_mixture(3_000, n_features=2, n_components=2, covariance_type="full", seed=5)[0]
+    plain = OnlineGaussianMixture(2, seed=0)
+    other = OnlineGaussianMixture(2, seed=0)
+    for i, row in enumerate(X.tolist()):
+        a, b = row
+        plain_x = {"a": a, "b": b}
+        other_x = {"a": np.float64(a), "b": b, "ignored": None} if i % 2 else {"a": a, "b": np.float64(b)}
+        if i % 3:
+            assert plain.learn_predict_one(plain_x) == other.learn_predict_one(other_x)
+        else:
+            plain.learn_one(plain_x)
+            other.learn_one(other_x)
+        assert plain.predict_one(plain_x) == other.predict_one(other_x)
+    assert plain._engine is not None and other._engine is not None
+    np.testing.assert_array_equal(plain.means_, other.means_)
+    np.testing.assert_array_equal(plain.covariances_, other.covariances_)

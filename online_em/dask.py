@@ -62,7 +62,7 @@ import typing
 import dask
 import numpy as np
 
-from . import missing, novelty
+from . import missing, novelty, splits
 from .features import sorted_features
 from .model import OnlineGaussianMixture
 from .stats import SufficientStatistics
@@ -91,13 +91,16 @@ def _head(block: typing.Any, features: list | None, start: int, n: int):
 @dataclasses.dataclass
 class BlockResult:
     """What a block's E-step sends back: the summed statistics of the rows it learned, how many
-    rows had something observed, and its novel rows (held back, not in the statistics) with
-    their offsets among those rows. Results of consecutive blocks merge in order."""
+    rows had something observed, its novel rows (held back, not in the statistics) with their
+    offsets among those rows, and the last `splits.WINDOW_LIMIT` complete rows it learned (what
+    a split is tested on, `OnlineGaussianMixture.apply_statistics`). Results of consecutive
+    blocks merge in order."""
 
     statistics: SufficientStatistics
     n_rows: int
     novel_rows: np.ndarray  # (m, D)
     novel_offsets: np.ndarray  # (m,), increasing
+    learned_tail: np.ndarray  # (at most WINDOW_LIMIT, D)
 
     def merge(self, other: BlockResult) -> BlockResult:
         return BlockResult(
@@ -105,6 +108,7 @@ class BlockResult:
             self.n_rows + other.n_rows,
             np.concatenate([self.novel_rows, other.novel_rows]),
             np.concatenate([self.novel_offsets, other.novel_offsets + self.n_rows]),
+            np.concatenate([self.learned_tail, other.learned_tail])[-splits.WINDOW_LIMIT:],
         )
 
 
@@ -132,7 +136,8 @@ def _block_statistics(block: typing.Any, payload: tuple, skip: int, index: int) 
         offsets = np.flatnonzero(novelty.is_novel(judged, X, threshold))[:MAX_NOVEL_ROWS]
     learned = np.delete(X, offsets, axis=0) if len(offsets) else X
     # The same function as OnlineGaussianMixture.expected_statistics, so the sums agree exactly.
-    return BlockResult(missing.expected_statistics(params, learned), len(X), X[offsets], offsets)
+    return BlockResult(missing.expected_statistics(params, learned), len(X), X[offsets], offsets,
+                       missing.complete_rows(learned)[-splits.WINDOW_LIMIT:])
 
 
 # A block sends back at most this many novel rows (a birth needs a few dozen; a block that is all
@@ -297,7 +302,7 @@ def partial_fit(
             # again, under the new parameters, the same rows held out.
             result = statistics((model.parameters_for_e_step, features, threshold, params))
         if result.statistics.count >= 1:
-            model.apply_statistics(result.statistics)
+            model.apply_statistics(result.statistics, result.learned_tail)
         if callback is not None:
             callback(model)
     return model

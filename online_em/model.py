@@ -9,7 +9,7 @@ import typing
 import numpy as np
 from river import base
 
-from . import fastpath, features, init, missing, moves, novelty, steps, validation, warmup
+from . import fastpath, features, init, missing, moves, novelty, splits, steps, validation, warmup
 from .prior import DEFAULT_COUNT
 from .stats import AVERAGE_EVERY, COLLAPSE_WEIGHT, MixtureParameters, SufficientStatistics, check_covariance_type
 
@@ -53,12 +53,16 @@ class OnlineGaussianMixture(base.Clusterer):
     weight 0, never predicted. While a slot is free, a point far from every component (beyond
     the `novelty_level` quantile of the chi-square distribution) is held back rather than
     learned, and when more such points arrive than chance explains, they start a new component
-    in the lowest free slot (`online_em.novelty`). Every 500 points (later, every sixteenth of
+    in the lowest free slot (`online_em.novelty`). A cluster that arrives within a component's
+    spread is not novel point by point, but the mean of the last 128 points learned shows it: a
+    component they moved a standard deviation or more from where it was is split, back to its
+    moments before them, and they start a component in the lowest free slot (`online_em.splits`).
+    Every 500 points (later, every sixteenth of
     the stream so far), a component whose weight has fallen under `prune_weight` is removed, and
     a pair of components that one Gaussian explains almost as well (by a BIC-sized margin) is
     merged (`online_em.moves`). **Labels stay
     stable**: a surviving component keeps its index, a merged pair keeps the heavier one's, a
-    newborn takes the lowest free index; the first fit numbers its components heaviest first.
+    split one keeps its index for its older points, a newborn takes the lowest free index; the first fit numbers its components heaviest first.
     `adaptive=False` keeps exactly `n_components` components (a collapsed one is re-seeded).
 
     **Missing values.** A feature absent from a point's dict, or whose value is ``None`` or NaN
@@ -118,7 +122,7 @@ class OnlineGaussianMixture(base.Clusterer):
         Maximum number of EM iterations of each start (EM stops earlier once the mean
         log-likelihood per point changes by less than 1e-3, as scikit-learn's default).
     adaptive
-        True: `n_components` is the maximum, and components are born, merged and pruned as the
+        True: `n_components` is the maximum, and components are born, split, merged and pruned as the
         stream calls for; False: exactly `n_components` components.
     prune_weight
         A component whose weight falls under this (and is 1,000 points old) is removed; ``None``
@@ -154,7 +158,7 @@ class OnlineGaussianMixture(base.Clusterer):
     n_active_components_ : int
         Components with a weight above 0.
     moves_ : dict
-        How many births, merges and prunes the model has made.
+        How many births, merges, prunes and splits the model has made.
 
     Examples
     --------
@@ -268,7 +272,8 @@ class OnlineGaussianMixture(base.Clusterer):
         self._held = novelty.HeldPoints()
         self._since_check = 0
         self._check_spacing = moves.CHECK_EVERY  # points from the last check to the next
-        self._moves = {"births": 0, "merges": 0, "prunes": 0}
+        self._moves = {"births": 0, "merges": 0, "prunes": 0, "splits": 0}
+        self._window: list[list[float]] = []  # while a slot is free: the points learned since the split test
         self._watching = False  # adaptive, initialised, and a free slot (or forgetting): test points for novelty
         self._refined_newborn: int | None = None  # a newborn refined on the batch being learned
 
@@ -604,6 +609,8 @@ class OnlineGaussianMixture(base.Clusterer):
         d2 = engine.novelty(row) if engine is not None else float(novelty.nearest_distances(self._params, np.array([row]))[0])
         if not d2 > self._novelty_threshold():
             label = self._learn_complete_row(row, predict)
+            if self._watching:
+                self._add_to_window([row])
             if self._watching and self._held:
                 self._after_holding()
             return label
@@ -764,6 +771,33 @@ class OnlineGaussianMixture(base.Clusterer):
                 self._moves["merges"] += 1
                 self._apply(moves.merge, keep, drop)
 
+    def _add_to_window(self, rows: list[list[float]]) -> None:
+        """Points just learned (complete, in order) join the split window; at SPLIT_EVERY, the test."""
+        window = self._window
+        window.extend(rows)
+        if len(window) > splits.WINDOW_LIMIT:
+            del window[: len(window) - splits.WINDOW_LIMIT]
+        if len(window) >= splits.SPLIT_EVERY:
+            self._split_if_due()
+
+    def _split_if_due(self) -> None:
+        """Test the window of learned points for a component that took in a second cluster, and
+        split it into the free slot (see `online_em.splits`); the window starts again."""
+        rows, self._window = np.array(self._window), []
+        if not self._free_slot():
+            return
+        self._sync()
+        stats = self._stats
+        new = int(np.flatnonzero(stats.s0 == 0.0)[0])
+        eligible = (stats.s0 > 0.0) & (self._t - self._born >= splits.SPLIT_AGE)
+        found = splits.find_split(stats, self._params, rows, eligible, new, self.alpha, self.halflife)
+        if found is None:
+            return
+        self._recency = splits.split_shares(self._recency, found.k, found.new)
+        self._born[found.new] = self._t
+        self._moves["splits"] += 1
+        self._apply(splits.split, found.k, found.new, found.moved, found.kept, found.born)
+
     def _prune(self, k: int) -> None:
         self._recency = moves.pruned_shares(self._recency, k)
         self._born[k] = -1
@@ -809,9 +843,12 @@ class OnlineGaussianMixture(base.Clusterer):
         with the combined step of that many points; then refresh the parameters (and, with
         points held back as novel, a birth if one is due, or the learning of those held too long).
 
-        X, when given, offers the points a collapsed component may be re-seeded on.
+        X, when given, holds the batch's complete points learned (or its last ones, in order): a
+        collapsed component may be re-seeded on them, and while a slot is free, they are the
+        window a split is tested on (`online_em.splits`).
         """
         self._sync()
+        windowed = self._watching and X is not None and len(X) > 0  # (a move below may change it)
         if self._refined_newborn is not None:  # the batch a newborn was just refined on
             batch = moves.reshaped(batch, self._refined_newborn, self._stats)
             self._refined_newborn = None
@@ -831,6 +868,8 @@ class OnlineGaussianMixture(base.Clusterer):
         self._repair(X)
         if self.adaptive and self._since_check >= self._check_spacing:
             self._check_structure()
+        if windowed and self._watching:
+            self._add_to_window(X.tolist())
         if self._watching and self._held:
             self._after_holding()
 
@@ -945,6 +984,7 @@ class OnlineGaussianMixture(base.Clusterer):
             recency=None if self._recency is None else self._recency.copy(),
             born=self._born.tolist(),
             held=[(t, list(row)) for t, row in self._held.items],
+            window=[list(row) for row in self._window],
             since_check=int(self._since_check),
             moves=dict(self._moves),
             n_skipped=int(self._n_skipped),
@@ -971,9 +1011,11 @@ class OnlineGaussianMixture(base.Clusterer):
             live = state.stats.s0 > 0 if state.stats is not None else np.zeros(self.n_components, dtype=bool)
             self._born = np.where(live, state.t, -1).astype(np.int64)
         self._held = novelty.HeldPoints(state.held)
+        self._window = [list(row) for row in state.window]
         self._since_check = state.since_check
         self._check_spacing = moves.check_spacing(state.t - state.since_check, self.halflife)
-        self._moves = dict(state.moves)
+        self._moves = {"births": 0, "merges": 0, "prunes": 0, "splits": 0}
+        self._moves.update(state.moves)  # (files before splits have none)
         self._engine, self._fits = None, None
         self._params = self._e_step_parameters() if state.stats is not None else None
         self._reported = None
@@ -1234,7 +1276,8 @@ class ModelState:
     born: list = dataclasses.field(default_factory=list)
     held: list = dataclasses.field(default_factory=list)
     since_check: int = 0
-    moves: dict = dataclasses.field(default_factory=lambda: {"births": 0, "merges": 0, "prunes": 0})
+    moves: dict = dataclasses.field(default_factory=lambda: {"births": 0, "merges": 0, "prunes": 0, "splits": 0})
+    window: list = dataclasses.field(default_factory=list)  # the points learned since the split test
     n_skipped: int = 0  # points with nothing observed, not learned
 
 

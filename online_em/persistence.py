@@ -1,9 +1,9 @@
 """Saving and loading `OnlineGaussianMixture` models as versioned JSON.
 
-A model file is one JSON object (UTF-8), ``"format": "online-em/model"``, ``"version": 4``
+A model file is one JSON object (UTF-8), ``"format": "online-em/model"``, ``"version": 5``
 (version 1 files, from before the covariance prior, version 2 files, from before missing
-values, exact weights and structural moves, and version 3 files, from before forgetting, still
-load):
+values, exact weights and structural moves, version 3 files, from before forgetting, and
+version 4 files, from before splits, still load):
 
 ``params``
     The hyper-parameters (``n_components``, ``covariance_type``, ``alpha``, ``warm_up``,
@@ -29,6 +29,11 @@ load):
     Points skipped because none of their values was observed (optional, 0 when absent).
 ``rng``
     The state of the model's random generator (numpy's ``PCG64``).
+``recency``, ``structure``
+    The recency masses (the E-step's prior weights), and the structural moves' state: ``born``
+    (when each component became active, -1 while inactive), ``held`` (novel points held back,
+    ``[position, row]``), ``window`` (the points learned since the last split test; version 5),
+    ``since_check`` and the counts ``births``, ``merges``, ``prunes`` and ``splits`` (version 5).
 
 Floats are written with Python's shortest round-trip representation, so a loaded model is
 bit-for-bit the saved one and continues exactly as the uninterrupted model would. NaN and
@@ -74,14 +79,17 @@ __all__ = [
 ]
 
 FORMAT = "online-em/model"
-VERSION = 4
+VERSION = 5
 # Version 1 files (before the covariance prior) load as models without a prior; version 1 and 2
 # files (before missing values, exact weights and structural moves) hold no null, keep exactly
 # their components, take the average's own weights and count their points as the statistics' mass.
-# Files before version 4 (before forgetting) load as stationary models.
+# Files before version 4 (before forgetting) load as stationary models; files before version 5
+# (before splits) with no split made and an empty split window.
 _STATIONARY = {"halflife": None}
 _STRUCTURE_FREE = {"adaptive": False, "prune_weight": None, "novelty_level": 0.999, **_STATIONARY}
-_READABLE = {1: {"covariance_prior": 0.0, **_STRUCTURE_FREE}, 2: _STRUCTURE_FREE, 3: _STATIONARY, 4: {}}
+_READABLE = {1: {"covariance_prior": 0.0, **_STRUCTURE_FREE}, 2: _STRUCTURE_FREE, 3: _STATIONARY, 4: {}, 5: {}}
+# The fields of "structure", by the first version that has them.
+_STRUCTURE_FIELDS = {3: ("born", "held", "since_check", "births", "merges", "prunes"), 5: ("splits", "window")}
 
 _PARAMS = (
     "n_components", "covariance_type", "alpha", "warm_up", "reg_covar",
@@ -97,7 +105,7 @@ class StateFileError(ValueError):
     >>> loads('{"format": "online-em/model", "version": 99}')
     Traceback (most recent call last):
     ...
-    online_em.persistence.StateFileError: unsupported version 99 (this library reads versions 1 to 4)
+    online_em.persistence.StateFileError: unsupported version 99 (this library reads versions 1 to 5)
 
     """
 
@@ -129,7 +137,7 @@ def to_dict(model: OnlineGaussianMixture) -> dict:
     >>> from online_em import OnlineGaussianMixture
     >>> state = to_dict(OnlineGaussianMixture(n_components=3, seed=1))
     >>> state["format"], state["version"], state["params"]["n_components"], state["stats"]
-    ('online-em/model', 4, 3, None)
+    ('online-em/model', 5, 3, None)
 
     """
     params = model._get_params()  # River's estimator API (base.Estimator), not the model's
@@ -155,6 +163,7 @@ def to_dict(model: OnlineGaussianMixture) -> dict:
         "structure": {
             "born": learned.born,
             "held": [[t, [float(v) for v in row]] for t, row in learned.held],
+            "window": [[float(v) for v in row] for row in learned.window],
             "since_check": learned.since_check,
             **learned.moves,
         },
@@ -345,7 +354,7 @@ def _structure(state: dict, version: int, stats: SufficientStatistics | None, K:
     elif stats is not None:
         raise StateFileError("'recency' is null but 'stats' is set")
     structure = state.get("structure")
-    fields = {"born", "held", "since_check", "births", "merges", "prunes"}
+    fields = {name for first, names in _STRUCTURE_FIELDS.items() if version >= first for name in names}
     if not isinstance(structure, dict) or set(structure) != fields:
         got = sorted(structure) if isinstance(structure, dict) else type(structure).__name__
         raise StateFileError(f"'structure': expected the fields {sorted(fields)}, got {shorten(got)}")
@@ -363,11 +372,18 @@ def _structure(state: dict, version: int, stats: SufficientStatistics | None, K:
         if not (np.abs(row) <= 1e152).all():
             raise StateFileError("structure.held: values out of range")
         items.append((item[0], row.tolist()))
-    counters = {}
-    for key in ("since_check", "births", "merges", "prunes"):
+    window = structure.get("window", [])
+    if not isinstance(window, list):
+        raise StateFileError("structure.window: expected a list of rows")
+    window_rows = [_array(row, (D,), "structure.window") for row in window]
+    if any(not (np.abs(row) <= 1e152).all() for row in window_rows):
+        raise StateFileError("structure.window: values out of range")
+    counters = {"splits": 0}
+    for key in ("since_check", "births", "merges", "prunes") + (("splits",) if version >= 5 else ()):
         counters[key] = _integer(structure, key)
     return recency, {
-        "born": born, "held": items, "since_check": counters.pop("since_check"), "moves": counters,
+        "born": born, "held": items, "window": [row.tolist() for row in window_rows],
+        "since_check": counters.pop("since_check"), "moves": counters,
     }
 
 

@@ -288,6 +288,25 @@ def test_births_on_the_workers_as_in_learn_many(threads_client, parts):
     np.testing.assert_allclose(model.weights_, want_model.weights_, rtol=1e-9)
 
 
+def test_splits_from_the_rows_the_workers_send_as_in_learn_many(threads_client):
+    """Four clusters sorted by cluster, the fourth inside the first's spread: the blocks send
+    their last learned rows with their statistics, and the driver splits the first component as
+    learn_many over the same mini-batches does (tests/test_splits.py)."""
+    from .test_splits import four_anisotropic
+
+    X, _ = four_anisotropic(0)
+    options = dict(n_components=6, warm_up=500, seed=0)
+    want_model = OnlineGaussianMixture(**options)
+    for start in range(0, len(X), 40):
+        want_model.learn_many(X[start : start + 40])
+    model = oed.partial_fit(OnlineGaussianMixture(**options), da.from_array(X, chunks=(20, 3)),
+                            blocks_per_batch=2, client=threads_client)
+    assert want_model.moves_["splits"] == 1
+    assert model.moves_ == want_model.moves_
+    np.testing.assert_allclose(model.means_, want_model.means_, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(model.weights_, want_model.weights_, rtol=1e-9)
+
+
 # ---------------------------------------------------------------- a lost worker
 
 

@@ -115,7 +115,7 @@ def test_floats_round_trip_exactly_and_the_file_is_plain_json(tmp_path):
     path = tmp_path / "m.json"
     model.save(path)
     state = json.loads(path.read_text())
-    assert state["format"] == "online-em/model" and state["version"] == 4
+    assert state["format"] == "online-em/model" and state["version"] == 5
     assert state["features"] == ["a", "b"]
     assert state["params"]["covariance_type"] == "full" and state["params"]["seed"] == 3
     assert state["t"] == 700
@@ -207,7 +207,7 @@ def _mutate(path, change):
 @pytest.mark.parametrize(
     "change, message",
     [
-        (lambda s: s.update(version=5), "unsupported version 5"),
+        (lambda s: s.update(version=6), "unsupported version 6"),
         (lambda s: s.update(format="pickle"), "not an online-em model file"),
         (lambda s: s.pop("stats"), "missing field"),
         (lambda s: s.update(extra=1), "unknown field"),

@@ -93,7 +93,7 @@ def test_fixed_components_keep_exactly_n_components():
     for value in x.tolist():
         model.learn_one({"x": value})
     assert model.n_active_components_ == 3 and (model.weights_ > 0).all()
-    assert model.moves_ == {"births": 0, "merges": 0, "prunes": 0}
+    assert model.moves_ == {"births": 0, "merges": 0, "prunes": 0, "splits": 0}
 
 
 def test_inactive_components_weigh_zero_and_are_never_predicted():

@@ -737,10 +737,14 @@ class OnlineGaussianMixture(base.Clusterer):
         self._apply(moves.birth, k, rows, pooled)
         return k
 
-    def _e_step_parameters(self) -> MixtureParameters:
-        """The iterate's parameters with the E-step's prior weights."""
-        params = self._stats.to_parameters(self.reg_covar)
-        return dataclasses.replace(params, weights=steps.prior_weights(self._recency, params.weights))
+    def _e_step_parameters(self, stats: SufficientStatistics | None = None,
+                           recency: np.ndarray | None = None) -> MixtureParameters:
+        """The iterate's parameters with the E-step's prior weights (of the model's statistics
+        and recency masses, or of those given)."""
+        stats = self._stats if stats is None else stats
+        recency = self._recency if recency is None else recency
+        params = stats.to_parameters(self.reg_covar)
+        return dataclasses.replace(params, weights=steps.prior_weights(recency, params.weights))
 
     def _structure_changed(self) -> None:
         self._params = self._e_step_parameters()
@@ -786,13 +790,17 @@ class OnlineGaussianMixture(base.Clusterer):
         rows, self._window = np.array(self._window), []
         if not self._free_slot():
             return
-        self._sync()
-        stats = self._stats
+        if self._engine is not None:  # the live state, read without taking it back (the usual answer is no)
+            stats, recency = self._engine.export()[:2]
+            params = self._e_step_parameters(stats, recency)
+        else:
+            stats, params = self._stats, self._params
         new = int(np.flatnonzero(stats.s0 == 0.0)[0])
         eligible = (stats.s0 > 0.0) & (self._t - self._born >= splits.SPLIT_AGE)
-        found = splits.find_split(stats, self._params, rows, eligible, new, self.alpha, self.halflife)
+        found = splits.find_split(stats, params, rows, eligible, new, self.alpha, self.halflife)
         if found is None:
             return
+        self._sync()
         self._recency = splits.split_shares(self._recency, found.k, found.new)
         self._born[found.new] = self._t
         self._moves["splits"] += 1

@@ -70,7 +70,7 @@ def supports(covariance_type: str, n_features: int) -> bool:
 
 
 def make_engine(stats, recency, average, average_weights, n_averaged, pending, t, alpha, reg_covar, average_after,
-                halflife=None):
+                halflife=None, average_from=None):
     """The engine for the model's structure, holding a copy of its state."""
     if stats.n_features == 1:
         engine_class = PairEngine if stats.n_components == 2 else ScalarEngine
@@ -79,7 +79,7 @@ def make_engine(stats, recency, average, average_weights, n_averaged, pending, t
     else:
         engine_class = DiagonalEngine
     return engine_class(stats, recency, average, average_weights, n_averaged, pending, t, alpha, reg_covar, average_after,
-                        halflife)
+                        halflife, average_from)
 
 
 class _Engine:
@@ -87,11 +87,11 @@ class _Engine:
 
     __slots__ = (
         "covariance_type", "shift", "s0", "s1", "s2", "count", "rho", "avg", "avg_weights", "n_averaged", "pending", "t",
-        "alpha", "reg_covar", "average_after", "halflife", "iterate", "reported",
+        "alpha", "reg_covar", "average_after", "halflife", "iterate", "reported", "avg_from",
     )
 
     def __init__(self, stats, recency, average, average_weights, n_averaged, pending, t, alpha, reg_covar, average_after,
-                 halflife=None):
+                 halflife=None, average_from=None):
         self.covariance_type = stats.covariance_type
         self.shift = stats.shift.tolist()
         self.s0, self.s1, self.s2 = self._lists(stats)
@@ -100,6 +100,9 @@ class _Engine:
         self.avg = None if average is None else list(self._lists(average))
         self.avg_weights = None if average_weights is None else list(average_weights)
         self.n_averaged = n_averaged
+        # where each component's average began on the average's clock (0: with the average; later
+        # for one born since): read-only here, the model moves it at births and splits
+        self.avg_from = [0] * len(stats.s0) if average_from is None else [int(v) for v in average_from]
         self.pending = pending
         self.t = t
         self.alpha = alpha
@@ -177,10 +180,10 @@ class _Engine:
             self.pending += 1
             if self.pending < AVERAGE_EVERY:
                 return
-            self.n_averaged += self.pending
-            share = average_share(self.pending, self.n_averaged, self.halflife)
+            covered = self.n_averaged = self.n_averaged + self.pending
+            taken, halflife = self.pending, self.halflife
             self.pending = 0
-            self._blend_average(share)
+            self._blend_average([average_share(taken, covered - start, halflife) for start in self.avg_from])
         total = sum(self.s0)
         self.avg_weights = [a / total for a in self.s0]
         self.reported = None  # (derived again when next read)
@@ -324,9 +327,9 @@ class ScalarEngine(_Engine):
                 self._average()
         return label if lightest >= COLLAPSE_WEIGHT * total else -1 - label
 
-    def _blend_average(self, share):
+    def _blend_average(self, shares):
         a0, a1, a2 = self.avg
-        for k in range(len(a0)):
+        for k, share in enumerate(shares):
             a0[k] += share * (self.s0[k] - a0[k])
             a1[k] += share * (self.s1[k] - a1[k])
             a2[k] += share * (self.s2[k] - a2[k])
@@ -709,9 +712,9 @@ class _MultiEngine(_Engine):
                     slots[name] = getattr(self, name)
         return _revive, (self._generic, self._key), (None, slots)
 
-    def _blend_average(self, share):
+    def _blend_average(self, shares):
         a0, a1, a2 = self.avg
-        for k in range(len(a0)):
+        for k, share in enumerate(shares):
             a0[k] += share * (self.s0[k] - a0[k])
             a1[k] = [a + share * (s - a) for a, s in zip(a1[k], self.s1[k])]
             a2[k] = [a + share * (s - a) for a, s in zip(a2[k], self.s2[k])]

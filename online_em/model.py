@@ -251,6 +251,9 @@ class OnlineGaussianMixture(base.Clusterer):
         self._average: SufficientStatistics | None = None  # Polyak average of the iterates
         self._average_weights: np.ndarray | None = None  # the iterate's weights when it last took them in
         self._n_averaged = 0
+        # Where each component's average began, on the average's clock (points averaged): 0 for
+        # those there when it began, later for those born since (they average their own iterates).
+        self._average_from = np.zeros(n_components, dtype=np.int64)
         self._pending_average = 0  # points learned since the average last took in the iterate
         self._t = 0
         self._n_reseeds = 0
@@ -357,6 +360,7 @@ class OnlineGaussianMixture(base.Clusterer):
             return
         self._stats = features.grown_statistics(self._stats, values, order)
         self._average, self._n_averaged, self._pending_average = None, 0, 0
+        self._average_from[:] = 0
         self._params = self._stats.to_parameters(self.reg_covar)
 
     def _add_columns(self, values: np.ndarray, names: list) -> None:
@@ -507,7 +511,7 @@ class OnlineGaussianMixture(base.Clusterer):
             return None
         self._engine = fastpath.make_engine(
             self._stats, self._recency, self._average, self._average_weights, self._n_averaged, self._pending_average, self._t,
-            self.alpha, self.reg_covar, self._average_start, self.halflife,
+            self.alpha, self.reg_covar, self._average_start, self.halflife, self._average_from.tolist(),
         )
         return self._engine
 
@@ -735,6 +739,7 @@ class OnlineGaussianMixture(base.Clusterer):
         self._born[k] = self._t
         self._moves["births"] += 1
         self._apply(moves.birth, k, rows, pooled)
+        self._average_begins(k)
         return k
 
     def _e_step_parameters(self, stats: SufficientStatistics | None = None,
@@ -805,12 +810,20 @@ class OnlineGaussianMixture(base.Clusterer):
         self._born[found.new] = self._t
         self._moves["splits"] += 1
         self._apply(splits.split, found.k, found.new, found.moved, found.kept, found.born)
+        self._average_begins(found.k, found.new)  # both took new moments
 
     def _prune(self, k: int) -> None:
         self._recency = moves.pruned_shares(self._recency, k)
         self._born[k] = -1
         self._moves["prunes"] += 1
         self._apply(moves.prune, k)
+
+    def _average_begins(self, *components: int) -> None:
+        """These components' Polyak averages begin now: each averages its own iterates from its
+        birth (one born late in a long average would otherwise keep its first moments: the Shuttle
+        sorted by class, a class born after 36,000 points moved a sixth of the way from them)."""
+        for k in components:
+            self._average_from[k] = self._n_averaged + self._pending_average
 
     def _apply(self, move, *arguments) -> None:
         """A move of `online_em.moves` on the iterate and the Polyak average alike (the average
@@ -890,17 +903,23 @@ class OnlineGaussianMixture(base.Clusterer):
         if self._average is None:
             self._average = self._stats.copy()
             self._n_averaged, self._pending_average = m, 0
+            self._average_from[:] = 0
         else:
             self._pending_average += m
             if self._pending_average < AVERAGE_EVERY:
                 return
-            self._n_averaged += self._pending_average
-            share = steps.average_share(self._pending_average, self._n_averaged, self.halflife)
-            self._pending_average = 0
+            taken, self._pending_average = self._pending_average, 0
+            self._n_averaged += taken
             average, stats = self._average, self._stats
-            average.s0 += share * (stats.s0 - average.s0)
-            average.s1 += share * (stats.s1 - average.s1)
-            average.s2 += share * (stats.s2 - average.s2)
+            if stats.covariance_type == "tied":  # one second moment for all: on the clock of all the points
+                shares = np.full(len(stats.s0), steps.average_share(taken, self._n_averaged, self.halflife))
+                second = shares[0]
+            else:
+                shares = steps.average_shares(taken, self._n_averaged - self._average_from, self.halflife)
+                second = shares.reshape((-1,) + (1,) * (stats.s2.ndim - 1))
+            average.s0 += shares * (stats.s0 - average.s0)
+            average.s1 += shares[:, None] * (stats.s1 - average.s1)
+            average.s2 += second * (stats.s2 - average.s2)
         self._average_weights = self._stats.s0 / self._stats.s0.sum()
         self._reported = None
 
@@ -985,6 +1004,7 @@ class OnlineGaussianMixture(base.Clusterer):
             average=None if self._average is None else self._average.copy(),
             average_weights=None if self._average_weights is None else self._average_weights.copy(),
             n_averaged=int(self._n_averaged),
+            average_from=self._average_from.tolist(),
             pending_average=int(self._pending_average),
             t=int(self._t),
             n_reseeds=int(self._n_reseeds),
@@ -1008,6 +1028,9 @@ class OnlineGaussianMixture(base.Clusterer):
         self._buffer = [list(row) for row in state.buffer]
         self._stats, self._average, self._average_weights = state.stats, state.average, state.average_weights
         self._n_averaged, self._pending_average = state.n_averaged, state.pending_average
+        self._average_from = np.zeros(self.n_components, dtype=np.int64)
+        if state.average_from is not None:
+            self._average_from[:] = state.average_from
         self._t, self._n_reseeds, self._rng = state.t, state.n_reseeds, rng
         self._n_skipped = state.n_skipped
         if state.stats is not None and state.recency is None:
@@ -1286,6 +1309,7 @@ class ModelState:
     since_check: int = 0
     moves: dict = dataclasses.field(default_factory=lambda: {"births": 0, "merges": 0, "prunes": 0, "splits": 0})
     window: list = dataclasses.field(default_factory=list)  # the points learned since the split test
+    average_from: list | None = None  # where each component's average began (None: with the average)
     n_skipped: int = 0  # points with nothing observed, not learned
 
 

@@ -25,6 +25,9 @@ version 4 files, from before splits, still load):
 ``n_averaged``, ``pending_average``, ``t``, ``n_reseeds``
     How many points the average covers, how many learned points it has yet to take in (optional,
     0 when absent), the step counter (points learned) and the number of re-seeded components.
+``average_from``
+    Where each component's average began, in points averaged (0: with the average; later for a
+    component born since); version 5, ``null`` without an average.
 ``n_skipped``
     Points skipped because none of their values was observed (optional, 0 when absent).
 ``rng``
@@ -36,7 +39,9 @@ version 4 files, from before splits, still load):
     ``since_check`` and the counts ``births``, ``merges``, ``prunes`` and ``splits`` (version 5).
 
 Floats are written with Python's shortest round-trip representation, so a loaded model is
-bit-for-bit the saved one and continues exactly as the uninterrupted model would. NaN and
+bit-for-bit the saved one and continues exactly as the model that saved it does. (Saving takes
+the state back from the one-point fast path, which for full covariances factors them again
+exactly: the run after a save may differ in the last bits, about 1e-13, from one never saved.) NaN and
 infinity are refused in both directions (a missing value of the buffer is ``null``). `save` writes a temporary file in the destination folder
 and renames it over the destination, so a crash never leaves a half-written model (a symbolic link
 is followed: its target is replaced, within the target's folder); `check_writable` says beforehand
@@ -154,6 +159,7 @@ def to_dict(model: OnlineGaussianMixture) -> dict:
         "average": _stats_dict(learned.average),
         "average_weights": None if learned.average_weights is None else learned.average_weights.tolist(),
         "n_averaged": learned.n_averaged,
+        "average_from": None if learned.average is None else [int(v) for v in learned.average_from],
         "pending_average": learned.pending_average,
         "t": learned.t,
         "n_reseeds": learned.n_reseeds,
@@ -413,7 +419,8 @@ def from_dict(state: typing.Any) -> OnlineGaussianMixture:
     missing = sorted(expected - set(state))
     if missing:
         raise StateFileError(f"missing field(s) {', '.join(map(repr, missing))}")
-    unknown = sorted(set(state) - expected - {"pending_average", "average_weights", "recency", "structure", "n_skipped"})
+    unknown = sorted(set(state) - expected - {"pending_average", "average_weights", "average_from", "recency", "structure",
+                                              "n_skipped"})
     if unknown:
         raise StateFileError(f"unknown field(s) {', '.join(map(repr, unknown))}")
 
@@ -483,6 +490,14 @@ def from_dict(state: typing.Any) -> OnlineGaussianMixture:
             raise StateFileError("'average_weights': expected non-negative weights that sum to 1")
     elif average is not None:
         raise StateFileError("'average' is set but 'average_weights' is null")
+    average_from = state.get("average_from")
+    if average_from is not None:
+        if average is None:
+            raise StateFileError("'average_from' is set but 'average' is null")
+        if (not isinstance(average_from, list) or len(average_from) != K
+                or any(type(v) is not int or not 0 <= v <= n_averaged + pending_average for v in average_from)):
+            raise StateFileError(f"'average_from': expected {K} integers from 0 to the points averaged, "
+                                 f"got {shorten(average_from)}")
 
     try:
         check_state_numbers(stats=stats, average=average, t=t, buffer=buffer_array)
@@ -504,7 +519,7 @@ def from_dict(state: typing.Any) -> OnlineGaussianMixture:
         features=list(features) if features is not None else None,
         buffer=buffer_array.tolist() if buffer_array is not None else [],
         stats=stats, average=average, average_weights=average_weights, n_averaged=n_averaged,
-        pending_average=pending_average, recency=recency, **structure,
+        pending_average=pending_average, average_from=average_from, recency=recency, **structure,
         t=t, n_reseeds=n_reseeds, rng_state=rng.bit_generator.state, n_skipped=n_skipped,
     )
     try:

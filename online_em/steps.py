@@ -37,7 +37,7 @@ import math
 
 import numpy as np
 
-__all__ = ["AVERAGE_HALFLIFE", "PRIOR_FLOOR", "RECENCY_ALPHA", "average_share", "batch_step", "check_alpha",
+__all__ = ["AVERAGE_HALFLIFE", "PRIOR_FLOOR", "RECENCY_ALPHA", "average_share", "average_shares", "batch_step", "check_alpha",
            "component_step", "component_steps", "forgetting_step", "log_survival", "point_step",
            "prior_weights", "weight_step"]
 
@@ -111,10 +111,25 @@ def average_share(taken: float, n_averaged: float, halflife: float | None = None
     0.0849
 
     """
-    exact = taken / n_averaged
+    exact = min(1.0, taken / n_averaged) if n_averaged > 0 else 1.0
     if halflife is None:
         return exact
     return max(exact, forgetting_step(taken, AVERAGE_HALFLIFE * halflife))
+
+
+def average_shares(taken: float, covered: np.ndarray, halflife: float | None = None) -> np.ndarray:
+    """`average_share` for each component, whose average covers `covered` points (those taken
+    included): a component born while the average ran averages its own iterates since its birth.
+
+    >>> average_shares(16, np.array([64, 16, 8])).tolist()
+    [0.25, 1.0, 1.0]
+
+    """
+    covered = np.asarray(covered, dtype=np.float64)
+    exact = np.minimum(1.0, taken / np.maximum(covered, 1e-300))
+    if halflife is None:
+        return exact
+    return np.maximum(exact, forgetting_step(taken, AVERAGE_HALFLIFE * halflife))
 
 
 def check_alpha(alpha: float) -> float:

@@ -123,16 +123,17 @@ def test_a_split_keeps_the_weights_and_covariances_sound():
     assert (stats.s0 == [0.7, 0.3, 0.0]).all()  # the statistics given are left as they were
 
 
-def test_a_model_saved_inside_a_window_continues_exactly(tmp_path):
+@pytest.mark.parametrize("stop", [4900, 5000])  # before the split, and inside the next window
+def test_a_model_saved_inside_a_window_continues_exactly(tmp_path, stop):
     X, _ = four_anisotropic(0)
-    whole = learn_one_by_one(OnlineGaussianMixture(n_components=6, warm_up=500, seed=0), X)
-    part = learn_one_by_one(OnlineGaussianMixture(n_components=6, warm_up=500, seed=0), X[:5000])
-    assert 0 < len(part.get_state().window) < splits.SPLIT_EVERY
-    part.save(tmp_path / "m.json")
-    resumed = learn_one_by_one(OnlineGaussianMixture.load(tmp_path / "m.json"), X[5000:])
-    assert resumed.moves_ == whole.moves_
-    np.testing.assert_array_equal(resumed.means_, whole.means_)
-    np.testing.assert_array_equal(resumed.weights_, whole.weights_)
+    saving = learn_one_by_one(OnlineGaussianMixture(n_components=6, warm_up=500, seed=0), X[:stop])
+    saving.save(tmp_path / "m.json")
+    assert 0 < len(saving.get_state().window) < splits.SPLIT_EVERY
+    resumed = learn_one_by_one(OnlineGaussianMixture.load(tmp_path / "m.json"), X[stop:])
+    learn_one_by_one(saving, X[stop:])
+    assert resumed.moves_ == saving.moves_ and saving.moves_["splits"] == 1
+    np.testing.assert_array_equal(resumed.means_, saving.means_)
+    np.testing.assert_array_equal(resumed.weights_, saving.weights_)
 
 
 def test_a_version_4_file_loads_with_no_split_and_an_empty_window():

@@ -233,3 +233,25 @@ def test_before_the_average_begins_the_weights_are_the_exact_shares(average_afte
     one = [model.predict_one({"x": v}) for v in grid.tolist()]
     assert model._engine is not None  # the engine answered predict_one
     assert one == np.asarray(model.predict_many(grid[:, None])).tolist()
+
+
+@pytest.mark.parametrize("batch", [1, 100])
+def test_a_component_born_late_averages_its_own_iterates(batch):
+    """A cluster that starts after 30,000 points: its component's Polyak average begins at its
+    birth, so what is reported is the average of its own iterates, not mostly its first moments
+    (before, averaged on the clock of the whole stream: sd 5.28 one point at a time, mean 40.34
+    in batches of 100)."""
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(20, 5, 30_000), rng.normal(40, 5, 5_000)])
+    model = OnlineGaussianMixture(n_components=3, seed=0)
+    if batch == 1:
+        for v in x.tolist():
+            model.learn_one({"x": v})
+    else:
+        for start in range(0, len(x), batch):
+            model.learn_many(x[start : start + batch, None])
+    assert model.moves_["births"] == 1
+    live = np.flatnonzero(model.weights_ > 0)
+    late = live[np.argmax(model.means_[live, 0])]
+    assert abs(model.means_[late, 0] - 40.0) < 0.25
+    assert abs(np.sqrt(model.covariances_[late, 0, 0]) - 5.0) < 0.1

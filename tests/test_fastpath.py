@@ -52,6 +52,15 @@ def test_engine_matches_the_numpy_path(covariance_type, n_features):
     _agree_along(X, 3, covariance_type, warm_up=200, average_after=1000)
 
 
+@pytest.mark.parametrize("covariance_type, n_features", [("diag", 3), ("full", 2), ("full", 4)])
+def test_engine_matches_the_numpy_path_with_free_slots(covariance_type, n_features):
+    """Room for 8 components, 3 clusters: the engines skip the inactive slots (nothing of them
+    changes) and hold novel points back; labels, densities and parameters stay the numpy path's."""
+    X, _ = synthetic_mixture(3000, n_features, 3, "full" if covariance_type == "full" else "diag", seed=7)
+    fast = _agree_along(X, 8, covariance_type, warm_up=300, average_after=1000)
+    assert fast.n_active_components_ < 8
+
+
 @pytest.mark.parametrize("covariance_type", ["diag", "spherical", "full"])
 @pytest.mark.parametrize("offset, scale, reg_covar", [(1e6, 1.0, 1e-6), (0.0, 1e-100, 0.0), (0.0, 1e-100, 1e-6)])
 def test_engine_matches_the_numpy_path_at_extreme_scales(covariance_type, offset, scale, reg_covar):

@@ -304,7 +304,7 @@ def show(state, as_json):
     if len(active) < model.n_components:
         moves = summary["moves"]
         click.echo(f"active components: {len(active)} of at most {model.n_components}   births: {moves['births']}   "
-                   f"merges: {moves['merges']}   prunes: {moves['prunes']}")
+                   f"merges: {moves['merges']}   prunes: {moves['prunes']}   splits: {moves['splits']}")
     for k in active:
         rows.append([str(k), "%.4f" % summary["weights"][k]]
                     + [_number(v) for v in summary["means"][k]] + [_number(v) for v in summary["std"][k]])

@@ -427,6 +427,16 @@ def test_show_prints_a_table_and_json(tmp_path):
     assert data["covariances"] == model.covariances_.tolist()
 
 
+def test_show_lists_the_active_components_and_the_moves_made(tmp_path):
+    """The tutorial in its own order with room for 5: one birth, and the two live components."""
+    state = tmp_path / "m.json"
+    text = run(["demo", "--no-shuffle", "--seed", "0"]).stdout
+    run(["label", "--state", str(state), "--seed", "0", "--components", "5"], text)
+    lines = run(["show", "--state", str(state)]).stdout.splitlines()
+    assert any(line.split() == ["active", "components:", "2", "of", "at", "most", "5", "births:", "1", "merges:", "0",
+                                "prunes:", "0", "splits:", "0"] for line in lines), lines
+
+
 def test_show_prints_covariances_of_several_features_and_handles_new_models(tmp_path):
     state = tmp_path / "m.json"
     run(["label", *FAST, "--state", str(state)], as_text(numbers(200, d=2)[0]))

@@ -176,6 +176,7 @@ class _Engine:
         if self.avg is None:
             self.avg = [list(self.s0), self._copy(self.s1), self._copy(self.s2)]
             self.n_averaged, self.pending = 1, 0
+            self.avg_from = [0] * len(self.s0)
         else:
             self.pending += 1
             if self.pending < AVERAGE_EVERY:

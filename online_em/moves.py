@@ -35,7 +35,7 @@ import numpy as np
 from .stats import MixtureParameters, SufficientStatistics
 
 __all__ = ["CHECK_EVERY", "CHECK_FRACTION", "MERGE_AGE", "NEWBORN_ITERATIONS", "PRUNE_AGE", "STALE_SHARE", "best_merge", "birth", "born_shares", "check_spacing",
-           "full_covariances", "merge", "merge_cost", "merge_costs", "merge_penalty", "merged_shares", "prune", "pruned_shares",
+           "full_covariances", "merge", "merge_cost", "merge_costs", "merge_penalty", "merged_shares", "newborn_moments", "prune", "pruned_shares",
            "reshaped", "stale_component"]
 
 # The model looks for merges and prunes every this many points learned at first, then every
@@ -143,9 +143,8 @@ def birth(stats: SufficientStatistics, k: int, rows: np.ndarray, pooled: np.ndar
     out.s0 *= keep
     out.s1 *= keep
     out.s2 = out.s2 * keep
-    mean = rows.mean(axis=0)
+    mean, cov = newborn_moments(rows, pooled)
     centred = rows - mean
-    cov = (centred.T @ centred + (D + 1) * pooled) / (j + D + 1)
     d = mean - out.shift
     out.s0[k] = share
     out.s1[k] = share * d
@@ -160,6 +159,25 @@ def birth(stats: SufficientStatistics, k: int, rows: np.ndarray, pooled: np.ndar
         out.s2 += share * (centred.T @ centred / j + np.outer(d, d))
     out.count = total
     return out
+
+
+def newborn_moments(rows: np.ndarray, pooled: np.ndarray, weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """How a new component starts from its points `rows` (j, D), weighted by `weights` (j,)
+    if given: their mean, and their covariance shrunk toward `pooled` (D, D) with D + 1
+    pseudo-points (a few dozen points do not make a full covariance of their own).
+
+    >>> mean, cov = newborn_moments(np.array([[0.0], [2.0]]), np.array([[1.0]]))
+    >>> mean.tolist(), cov.round(6).tolist()  # (scatter 2 + 2 pseudo-points of 1) / (2 + 2)
+    ([1.0], [[1.0]])
+
+    """
+    D = rows.shape[1]
+    weights = np.ones(len(rows)) if weights is None else weights
+    mass = float(weights.sum())
+    mean = weights @ rows / mass
+    deviation = rows - mean
+    scatter = (deviation.T * weights) @ deviation
+    return mean, (scatter + (D + 1) * pooled) / (mass + D + 1)
 
 
 # EM iterations of a newborn alone over the batch it was born in (`reshaped`).

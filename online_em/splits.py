@@ -41,7 +41,7 @@ import dataclasses
 
 import numpy as np
 
-from . import steps
+from . import moves, steps
 from .novelty import chi2_quantile
 from .stats import MixtureParameters, SufficientStatistics
 
@@ -111,7 +111,7 @@ def find_split(stats: SufficientStatistics, params: MixtureParameters, rows: np.
         d2 = float(d @ np.linalg.solve(cov, d))
         score = n_eff * d2
         if d2 >= SPLIT_SHIFT and score > threshold and score > best_score:
-            born = _born_moments(stats.covariance_type, centred, r, mean, cov)
+            born = _born_moments(stats.covariance_type, centred, r, cov)
             best, best_score = Split(int(k), new, m / stats.count, before, born), score
     return best
 
@@ -166,16 +166,11 @@ def _covariance(covariance_type: str, mean: np.ndarray, second, D: int) -> np.nd
     return cov
 
 
-def _born_moments(covariance_type: str, centred: np.ndarray, r: np.ndarray, mean: np.ndarray,
+def _born_moments(covariance_type: str, centred: np.ndarray, r: np.ndarray,
                   cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The newborn's moments per unit mass: the window's responsibility-weighted mean, and its
-    scatter shrunk toward `cov` (the component's before the window) with D + 1 pseudo-points."""
-    D = centred.shape[1]
-    m = float(r.sum())
-    born_mean = r @ centred / m
-    deviation = centred - born_mean
-    scatter = (deviation.T * r) @ deviation
-    born_cov = (scatter + (D + 1) * cov) / (m + D + 1)
+    """The newborn's moments per unit mass: as a birth's (`moves.newborn_moments`) from the
+    window's points weighted by responsibility, shrunk toward `cov`, the component's before it."""
+    born_mean, born_cov = moves.newborn_moments(centred, cov, r)
     if covariance_type == "full":
         return born_mean, born_cov + np.outer(born_mean, born_mean)
     if covariance_type == "diag":

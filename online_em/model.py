@@ -348,8 +348,12 @@ class OnlineGaussianMixture(base.Clusterer):
         """New features, in their place among the known ones (the features stay sorted; see
         `online_em.features`): during the warm-up a missing column of the buffer; then new
         dimensions of the statistics, at `values`. The Polyak average, which would hold the new
-        features' first guess for long, starts again."""
+        features' first guess for long, starts again. Points held back as novel are learned first,
+        in the features they came with, and the split window starts again."""
         self._sync()
+        if self._stats is not None:
+            self._learn_held(self._held.take_all())
+            self._window = []
         grown = self._features + list(names)
         self._features = features.sorted_features(grown)
         position = {name: j for j, name in enumerate(grown)}

@@ -145,3 +145,19 @@ def test_a_version_4_file_loads_with_no_split_and_an_empty_window():
     loaded = persistence.loads(json.dumps(state))
     assert loaded.moves_["splits"] == 0 and loaded.get_state().window == []
     np.testing.assert_array_equal(loaded.means_, model.means_)
+
+
+def test_a_feature_that_appears_while_a_slot_is_free_restarts_the_window():
+    """A new feature mid-stream, with points held back and a window under way: the held points
+    are learned in the features they came with, the window starts again, learning goes on."""
+    rng = np.random.default_rng(0)
+    model = OnlineGaussianMixture(n_components=5, warm_up=200, seed=0)
+    for i in range(3000):
+        x = {"a": float(rng.normal() + (8.0 if 900 < i and i % 3 == 0 else 0.0))}
+        if i > 1000:
+            x["b"] = float(rng.normal())
+        model.learn_one(x)
+    state = model.get_state()
+    assert model.feature_names_in_ == ["a", "b"] and model.n_samples_seen == 3000
+    assert all(len(row) == 2 for row in state.window) and all(len(row) == 2 for _, row in state.held)
+    assert model.moves_["births"] >= 1

@@ -797,9 +797,10 @@ class OnlineGaussianMixture(base.Clusterer):
     def _split_if_due(self) -> None:
         """Test the window of learned points for a component that took in a second cluster, and
         split it into the free slot (see `online_em.splits`); the window starts again."""
-        rows, self._window = np.array(self._window), []
-        if not self._free_slot():
+        rows, self._window = self._window, []
+        if not self._free_slot():  # (a forgetting model watches without one)
             return
+        rows = np.array(rows)
         if self._engine is not None:  # the live state, read without taking it back (the usual answer is no)
             stats, recency = self._engine.export()[:2]
             params = self._e_step_parameters(stats, recency)

@@ -35,7 +35,7 @@ import numpy as np
 from .stats import MixtureParameters, SufficientStatistics
 
 __all__ = ["CHECK_EVERY", "CHECK_FRACTION", "MERGE_AGE", "NEWBORN_ITERATIONS", "PRUNE_AGE", "STALE_SHARE", "best_merge", "birth", "born_shares", "check_spacing",
-           "full_covariances", "merge", "merge_cost", "merge_costs", "merge_penalty", "merged_shares", "newborn_moments", "prune", "pruned_shares",
+           "full_covariances", "merge", "merge_cost", "merge_costs", "merge_penalty", "merged_shares", "newborn_moments", "prune", "pruned_shares", "second_moment",
            "reshaped", "stale_component"]
 
 # The model looks for merges and prunes every this many points learned at first, then every
@@ -148,17 +148,27 @@ def birth(stats: SufficientStatistics, k: int, rows: np.ndarray, pooled: np.ndar
     d = mean - out.shift
     out.s0[k] = share
     out.s1[k] = share * d
-    cov_type = out.covariance_type
-    if cov_type == "full":
-        out.s2[k] = share * (cov + np.outer(d, d))
-    elif cov_type == "diag":
-        out.s2[k] = share * (np.diag(cov) + d * d)
-    elif cov_type == "spherical":
-        out.s2[k] = share * (np.trace(cov) + d @ d)
-    else:
+    if out.covariance_type == "tied":
         out.s2 += share * (centred.T @ centred / j + np.outer(d, d))
+    else:
+        out.s2[k] = share * second_moment(out.covariance_type, d, cov)
     out.count = total
     return out
+
+
+def second_moment(covariance_type: str, mean: np.ndarray, cov: np.ndarray):
+    """One component's second moment per unit mass about the shift, in the shape its statistics
+    keep (full, diag or spherical), from its mean about the shift and its full covariance.
+
+    >>> second_moment("diag", np.array([1.0, 2.0]), np.eye(2)).tolist()
+    [2.0, 5.0]
+
+    """
+    if covariance_type == "full":
+        return cov + np.outer(mean, mean)
+    if covariance_type == "diag":
+        return np.diag(cov) + mean * mean
+    return np.trace(cov) + mean @ mean
 
 
 def newborn_moments(rows: np.ndarray, pooled: np.ndarray, weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -173,11 +173,7 @@ def _born_moments(covariance_type: str, centred: np.ndarray, r: np.ndarray,
     """The newborn's moments per unit mass: as a birth's (`moves.newborn_moments`) from the
     window's points weighted by responsibility, shrunk toward `cov`, the component's before it."""
     born_mean, born_cov = moves.newborn_moments(centred, cov, r)
-    if covariance_type == "full":
-        return born_mean, born_cov + np.outer(born_mean, born_mean)
-    if covariance_type == "diag":
-        return born_mean, np.diag(born_cov) + born_mean * born_mean
-    return born_mean, np.asarray(np.trace(born_cov) + born_mean @ born_mean)
+    return born_mean, moves.second_moment(covariance_type, born_mean, born_cov)
 
 
 def split(stats: SufficientStatistics, k: int, new: int, moved: float, kept, born) -> SufficientStatistics:

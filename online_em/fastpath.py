@@ -87,7 +87,7 @@ class _Engine:
 
     __slots__ = (
         "covariance_type", "shift", "s0", "s1", "s2", "count", "rho", "avg", "avg_weights", "n_averaged", "pending", "t",
-        "alpha", "reg_covar", "average_after", "halflife", "iterate", "reported", "avg_from",
+        "alpha", "reg_covar", "average_after", "halflife", "iterate", "reported", "avg_from", "due",
     )
 
     def __init__(self, stats, recency, average, average_weights, n_averaged, pending, t, alpha, reg_covar, average_after,
@@ -108,6 +108,14 @@ class _Engine:
         self.alpha = alpha
         self.reg_covar = reg_covar
         self.average_after = average_after
+        # The step count at which `_average` next has work: the learning loops test only this
+        # (points counted since the average last took in the iterate: AVERAGE_EVERY - (due - t)).
+        if average_after is None:
+            self.due = math.inf
+        elif self.avg is None:
+            self.due = average_after
+        else:
+            self.due = t + AVERAGE_EVERY - pending
         self.halflife = halflife
         self.iterate = self._reweighted(self._parameters(self.s0, self.s1, self.s2), self._prior_masses(), self.s0)
         self.reported = None  # the average's parameters, derived when first read (`_shown_average`)
@@ -166,25 +174,25 @@ class _Engine:
         averaged, pending, step counter)."""
         average = None if self.avg is None else self._arrays(*self.avg)
         weights = None if self.avg_weights is None else np.array(self.avg_weights)
+        pending = self.pending if self.avg is None or self.due == math.inf else AVERAGE_EVERY - (self.due - self.t)
         return (self._arrays(self.s0, self.s1, self.s2), np.array(self.rho), average, weights, self.n_averaged,
-                self.pending, self.t)
+                pending, self.t)
 
     def _average(self) -> None:
-        """Polyak averaging of the statistics, every AVERAGE_EVERY points (as the numpy path)."""
-        if self.average_after is None or self.t < self.average_after:
+        """Polyak averaging of the statistics, every AVERAGE_EVERY points (as the numpy path):
+        the learning loops call it when the step count reaches `due`."""
+        if self.t < self.due:
             return
         if self.avg is None:
             self.avg = [list(self.s0), self._copy(self.s1), self._copy(self.s2)]
             self.n_averaged, self.pending = 1, 0
             self.avg_from = [0] * len(self.s0)
         else:
-            self.pending += 1
-            if self.pending < AVERAGE_EVERY:
-                return
-            covered = self.n_averaged = self.n_averaged + self.pending
-            taken, halflife = self.pending, self.halflife
+            taken, halflife = AVERAGE_EVERY - (self.due - self.t), self.halflife
+            covered = self.n_averaged = self.n_averaged + taken
             self.pending = 0
             self._blend_average([average_share(taken, covered - start, halflife) for start in self.avg_from])
+        self.due = self.t + AVERAGE_EVERY
         total = sum(self.s0)
         self.avg_weights = [a / total for a in self.s0]
         self.reported = None  # (derived again when next read)
@@ -321,11 +329,8 @@ class ScalarEngine(_Engine):
             means.append(mean)
             half_precisions.append(0.5 / var)
         self.iterate = (constants, means, half_precisions, total)
-        if self.average_after is not None and self.t >= self.average_after:
-            if self.avg is not None and self.pending < AVERAGE_EVERY - 1:
-                self.pending += 1  # what _average would do, without the call
-            else:
-                self._average()
+        if self.t >= self.due:
+            self._average()
         return label if lightest >= COLLAPSE_WEIGHT * total else -1 - label
 
     def _blend_average(self, shares):
@@ -422,11 +427,8 @@ class PairEngine(ScalarEngine):
             [0.5 / var0, 0.5 / var1],
             total,
         )
-        if self.average_after is not None and t >= self.average_after:
-            if self.avg is not None and self.pending < AVERAGE_EVERY - 1:
-                self.pending += 1
-            else:
-                self._average()
+        if t >= self.due:
+            self._average()
         lightest = a0 if 0.0 < a0 < a1 or a1 <= 0.0 else a1
         return label if not 0.0 < lightest < COLLAPSE_WEIGHT * total else -1 - label
 
@@ -605,11 +607,8 @@ def _learn_source(D: int, iterate_form, reported_form, update: list[str], produc
         *_indent(update, 2),
         "        updated.append(component)",
         "    self.iterate = (updated, total)",
-        "    if self.average_after is not None and t >= self.average_after:",
-        "        if self.avg is not None and self.pending < AVERAGE_EVERY - 1:",
-        "            self.pending += 1  # what _average would do, without the call",
-        "        else:",
-        "            self._average()",
+        "    if t >= self.due:",
+        "        self._average()",
         "    return label if lightest >= COLLAPSE_WEIGHT * total else -1 - label",
         "",
     ]

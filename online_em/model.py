@@ -476,28 +476,32 @@ class OnlineGaussianMixture(base.Clusterer):
     def _learn_complete_row(self, row: list[float], predict: bool) -> int | None:
         """`_learn_row` for a checked, complete row that is to be learned now."""
         engine = self._engine or self._start_engine()
-        label = None
-        if engine is not None:
-            try:
-                label = engine.learn_predict(row, predict)
-            except fastpath.NotLearnable:  # too extreme for plain floats: learned with arrays
-                label = self.predict_one(dict(zip(self._features, row))) if predict else None
-                self._sync()
-                engine = None
         if engine is None:
-            self._watching = False  # (the row is not novel)
-            try:
-                self._learn_matrix(np.array([row]))
-            finally:
-                self._watching = self._watches()
+            return self._learn_complete_row_with_arrays(row, None)
+        try:
+            label = engine.learn_predict(row, predict)
+        except fastpath.NotLearnable:  # too extreme for plain floats: learned with arrays
+            label = self.predict_one(dict(zip(self._features, row))) if predict else None
+            self._sync()
+            return self._learn_complete_row_with_arrays(row, label)
+        since = self._since_check = self._since_check + 1
+        if label >= 0 and since < self._check_spacing:  # the usual case
             return label
-        self._since_check += 1
-        if self._since_check >= self._check_spacing and self.adaptive:
+        if since >= self._check_spacing and self.adaptive:
             self._check_structure()
         if label < 0:  # a component collapsed: repair it with arrays
             self._sync()
             self._repair(np.array([row]))
             label = -1 - label
+        return label
+
+    def _learn_complete_row_with_arrays(self, row: list[float], label: int | None) -> int | None:
+        """`_learn_complete_row` without an engine: the row as a batch of one; returns `label`."""
+        self._watching = False  # (the row is not novel)
+        try:
+            self._learn_matrix(np.array([row]))
+        finally:
+            self._watching = self._watches()
         return label
 
     def _learn_incomplete_row(self, row: list[float], predict: bool) -> int | None:

@@ -175,13 +175,15 @@ def plain_row(x: typing.Any, features: list) -> list[float] | None:
     """
     if type(x) is not dict or len(x) != len(features):
         return None
-    try:
-        row = [x[f] for f in features]
-    except KeyError:
-        return None
-    for value in row:
+    # One loop, no comprehension or exception frame: about half the time of either on a few
+    # features (this runs twice per point for learn_one + predict_one). An absent feature reads
+    # as None, which is not a float; with as many keys as features, none is extra.
+    row = []
+    for f in features:
+        value = x.get(f)
         if type(value) is not float or not -MAX_ABS_VALUE <= value <= MAX_ABS_VALUE:
             return None
+        row.append(value)
     return row
 
 

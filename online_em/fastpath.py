@@ -32,12 +32,12 @@ import numpy as np
 
 from .steps import PRIOR_FLOOR, RECENCY_ALPHA, average_share, component_step, point_step, weight_step
 from .stats import (
-    _TINY_MASS,
+    TINY_MASS,
     AVERAGE_EVERY,
     COLLAPSE_WEIGHT,
     RELATIVE_COVARIANCE_FLOOR,
     SufficientStatistics,
-    _cholesky_full,
+    cholesky_full,
 )
 
 __all__ = ["supports", "make_engine", "ScalarEngine", "PairEngine", "DiagonalEngine", "FullEngine"]
@@ -62,11 +62,12 @@ class NotLearnable(ArithmeticError):
 
 
 def supports(covariance_type: str, n_features: int) -> bool:
-    """Whether a plain-Python engine handles this model: diagonal structures in at most
-    MAX_DIAGONAL_FEATURES dimensions, or full covariances in at most MAX_FULL_FEATURES."""
+    """Whether a one-point engine handles this model: diagonal structures in at most
+    MAX_DIAGONAL_FEATURES dimensions, or full covariances (in plain Python up to
+    MAX_FULL_FEATURES, beyond with numpy over the components: `online_em.array_engine`)."""
     if covariance_type in ("diag", "spherical"):
         return n_features <= MAX_DIAGONAL_FEATURES
-    return covariance_type == "full" and n_features <= MAX_FULL_FEATURES
+    return covariance_type == "full"
 
 
 def make_engine(stats, recency, average, average_weights, n_averaged, pending, t, alpha, reg_covar, average_after,
@@ -74,6 +75,10 @@ def make_engine(stats, recency, average, average_weights, n_averaged, pending, t
     """The engine for the model's structure, holding a copy of its state."""
     if stats.n_features == 1:
         engine_class = PairEngine if stats.n_components == 2 else ScalarEngine
+    elif stats.covariance_type == "full" and stats.n_features > MAX_FULL_FEATURES:
+        from .array_engine import FullArrayEngine  # (it builds on this module's Engine)
+
+        engine_class = FullArrayEngine
     elif stats.covariance_type == "full":
         engine_class = FullEngine
     else:
@@ -82,7 +87,7 @@ def make_engine(stats, recency, average, average_weights, n_averaged, pending, t
                         halflife, average_from)
 
 
-class _Engine:
+class Engine:
     """What both engines share: the state they take from the model and give back, and averaging."""
 
     __slots__ = (
@@ -161,13 +166,13 @@ class _Engine:
     def _shifts(weights, masses):
         """log(weight) - log(mass): what turns the constants derived from masses into weights'."""
         log = math.log
-        return [log(w) - log(b + _TINY_MASS) if w > 0.0 else -math.inf for w, b in zip(weights, masses)]
+        return [log(w) - log(b + TINY_MASS) if w > 0.0 else -math.inf for w, b in zip(weights, masses)]
 
     def _reweighted(self, parameters, weights, masses):
         """`parameters` derived from `masses`, with `weights` instead (they need not sum to 1)."""
         components, _ = parameters
         shifts = self._shifts(weights, masses)
-        return [(c + shift, *rest) for (c, *rest), shift in zip(components, shifts)], sum(weights) + len(shifts) * _TINY_MASS
+        return [(c + shift, *rest) for (c, *rest), shift in zip(components, shifts)], sum(weights) + len(shifts) * TINY_MASS
 
     def export(self):
         """The state as arrays: (iterate, recency masses, average, the average's weights, number
@@ -203,7 +208,7 @@ class _Engine:
 
 
 
-class ScalarEngine(_Engine):
+class ScalarEngine(Engine):
     """One feature: every statistic is a float, every component three floats."""
 
     __slots__ = ()
@@ -231,7 +236,7 @@ class ScalarEngine(_Engine):
         constants, means, half_precisions = [], [], []
         total = 0.0
         for m0, first, second in zip(s0, s1, s2):
-            mass = m0 + _TINY_MASS
+            mass = m0 + TINY_MASS
             total += mass
             mean = first / mass
             var = second / mass - mean * mean
@@ -246,7 +251,7 @@ class ScalarEngine(_Engine):
     def _reweighted(self, parameters, weights, masses):
         constants, means, half_precisions, _ = parameters
         constants = [c + shift for c, shift in zip(constants, self._shifts(weights, masses))]
-        return constants, means, half_precisions, sum(weights) + len(constants) * _TINY_MASS
+        return constants, means, half_precisions, sum(weights) + len(constants) * TINY_MASS
 
     def weighted_log_probs(self, row):
         constants, means, half_precisions, total = self.reported or self._shown_average() or self._iterate_reported()
@@ -319,7 +324,7 @@ class ScalarEngine(_Engine):
             if p < PRIOR_FLOOR * a:
                 p = PRIOR_FLOOR * a
             total += p
-            mass = a + _TINY_MASS
+            mass = a + TINY_MASS
             mean = b / mass
             var = c / mass - mean * mean
             var = (var if var > 0.0 else 0.0) + reg
@@ -393,7 +398,7 @@ class PairEngine(ScalarEngine):
         take = eta * a0
         b = s1[0] = s1[0] * keep + take * xc
         c = s2[0] = s2[0] * keep + take * sq
-        mass0 = a0 + _TINY_MASS
+        mass0 = a0 + TINY_MASS
         mean0 = b / mass0
         var = c / mass0 - mean0 * mean0
         var0 = (var if var > 0.0 else 0.0) + reg
@@ -409,7 +414,7 @@ class PairEngine(ScalarEngine):
         take = eta * a1
         b = s1[1] = s1[1] * keep + take * xc
         c = s2[1] = s2[1] * keep + take * sq
-        mass1 = a1 + _TINY_MASS
+        mass1 = a1 + TINY_MASS
         mean1 = b / mass1
         var = c / mass1 - mean1 * mean1
         var1 = (var if var > 0.0 else 0.0) + reg
@@ -462,7 +467,7 @@ class PairEngine(ScalarEngine):
 FIRST_ORDER_LIMIT = 1e-6
 DRIFT_LIMIT = 1e-10
 SCALE_LIMIT = 1e8
-_DRIFT_BUDGET = DRIFT_LIMIT / 2.220446049250313e-16
+DRIFT_BUDGET = DRIFT_LIMIT / 2.220446049250313e-16
 
 
 def _names(prefix: str, count: int) -> str:
@@ -636,7 +641,7 @@ _NAMESPACE = {
     "sqrt": math.sqrt,
     "inf": math.inf,
     "_TINY": _TINY,
-    "_TINY_MASS": _TINY_MASS,
+    "TINY_MASS": TINY_MASS,
     "AVERAGE_EVERY": AVERAGE_EVERY,
     "COLLAPSE_WEIGHT": COLLAPSE_WEIGHT,
     "component_step": component_step,
@@ -648,7 +653,7 @@ _NAMESPACE = {
     "FLOOR": RELATIVE_COVARIANCE_FLOOR,
     "FIRST_ORDER_LIMIT": FIRST_ORDER_LIMIT,
     "SCALE_LIMIT": SCALE_LIMIT,
-    "DRIFT_BUDGET": _DRIFT_BUDGET,
+    "DRIFT_BUDGET": DRIFT_BUDGET,
 }
 
 
@@ -657,7 +662,7 @@ def _revive(generic, key):
     return object.__new__(generic._specialised(key))
 
 
-class _MultiEngine(_Engine):
+class _MultiEngine(Engine):
     """Several features. The generic class is specialised, on construction, into a subclass
     whose hot methods (`learn_predict`, `predict`, `weighted_log_probs` and what derives
     parameters) are generated for the number of features; `_source` shows them."""
@@ -761,7 +766,7 @@ class DiagonalEngine(_MultiEngine):
             "    components = []",
             "    total = 0.0",
             f"    for a, ({_names('b', D)},), ({_names('e', n_second)},) in zip(s0, s1, s2):",
-            "        lw = log(a + _TINY_MASS) if a > 0.0 else -inf",
+            "        lw = log(a + TINY_MASS) if a > 0.0 else -inf",
             *_indent(derive, 2),
             "        components.append(component)",
             "        total += mass",
@@ -793,7 +798,7 @@ def _diagonal_component(D: int, spherical: bool, floor: bool) -> list[str]:
     """Lines deriving `component` (and `mass`) from a component's statistics a, b0.., e0..,
     as `SufficientStatistics.to_parameters` does: variances clipped at 0, plus reg."""
     constant = repr(D * _HALF_LOG_2PI)
-    lines = ["mass = a + _TINY_MASS", *[f"m{i} = b{i} / mass" for i in range(D)]]
+    lines = ["mass = a + TINY_MASS", *[f"m{i} = b{i} / mass" for i in range(D)]]
     means = _names("m", D)
     if spherical:
         lines += [
@@ -858,7 +863,7 @@ class FullEngine(_MultiEngine):
             return (*exact, False)
         D = len(first)
         rows, cols = np.tril_indices(D)
-        mass = a + _TINY_MASS
+        mass = a + TINY_MASS
         mean = np.array(first) / mass
         lower = np.array(second) / mass - mean[rows] * mean[cols]
         cov = np.zeros((D, D))
@@ -868,7 +873,7 @@ class FullEngine(_MultiEngine):
         cov[diagonal, diagonal] += self.reg_covar
         floor = RELATIVE_COVARIANCE_FLOOR * cov[diagonal, diagonal].max()
         cov[diagonal, diagonal] += floor
-        chol = _cholesky_full(cov[None], self.reg_covar)[0]
+        chol = cholesky_full(cov[None], self.reg_covar)[0]
         inverse = np.linalg.inv(chol)
         precision = inverse.T @ inverse
         return (
@@ -888,7 +893,7 @@ class FullEngine(_MultiEngine):
         """Component k of the iterate, exactly, its tracking reset (the constant from the
         log weight, by default that of the mass a)."""
         if log_weight is None:
-            log_weight = math.log(a + _TINY_MASS) if a > 0.0 else -math.inf
+            log_weight = math.log(a + TINY_MASS) if a > 0.0 else -math.inf
         log_det, r, means, _, precision, trace, repaired = self._factors(a, first, second)
         # A repaired factor is not S + r I: refreshed again at the next update (infinite drift).
         self.track[k] = [log_det, trace, 0.0, r, math.inf if repaired else 0.0]
@@ -897,15 +902,15 @@ class FullEngine(_MultiEngine):
     def _parameters(self, s0, s1, s2):
         self.track = [None] * len(s0)
         components = [self._refresh(k, *stats) for k, stats in enumerate(zip(s0, s1, s2))]
-        return components, sum(s0) + len(s0) * _TINY_MASS
+        return components, sum(s0) + len(s0) * TINY_MASS
 
     def _reported_parameters(self, s0, s1, s2):
         components = []
         for a, first, second in zip(s0, s1, s2):
             log_det, _, means, factor, _, _, _ = self._factors(a, first, second)
-            components.append((self._constant(math.log(a + _TINY_MASS) if a > 0.0 else -math.inf, log_det),
+            components.append((self._constant(math.log(a + TINY_MASS) if a > 0.0 else -math.inf, log_det),
                                *means, *factor))
-        return components, sum(s0) + len(s0) * _TINY_MASS
+        return components, sum(s0) + len(s0) * TINY_MASS
 
     @classmethod
     def _generate(cls, D: int) -> str:
@@ -939,13 +944,13 @@ class FullEngine(_MultiEngine):
         constant = repr(D * _HALF_LOG_2PI)
         update = [
             *_blend_lines(D, T),
-            "mass = a + _TINY_MASS",
+            "mass = a + TINY_MASS",
             "total += p",
             *[f"m{i} = b{i} / mass" for i in range(D)],
             # The diagonal of S, for the relative floor and the condition estimate.
             *[f"u{i} = e{_lower(i, i)} / mass - m{i} * m{i}" for i in range(D)],
             f"r = reg + FLOOR * (max({_names('u', D)}) + reg)",
-            "shrink = keep * (a_old + _TINY_MASS) / mass",
+            "shrink = keep * (a_old + TINY_MASS) / mass",
             "rho = take / mass",
             f"_, {_names('n', D)}, {_names('p', T)}, g, _ = components[k]",
             f"{dev}, {whitened}, dv, vv = saved[k]",
@@ -987,7 +992,7 @@ def _exact_source(D: int) -> str:
         "    reg = self.reg_covar",
         f"    {_names('b', D)}, = first",
         f"    {_names('e', T)}, = second",
-        "    mass = a + _TINY_MASS",
+        "    mass = a + TINY_MASS",
         *[f"    m{i} = b{i} / mass" for i in range(D)],
     ]
     for i in range(D):

@@ -34,13 +34,13 @@ import numpy as np
 
 from . import steps
 
-__all__ = ["COVARIANCE_TYPES", "SufficientStatistics", "MixtureParameters"]
+__all__ = ["COVARIANCE_TYPES", "TINY_MASS", "SufficientStatistics", "MixtureParameters", "cholesky_full"]
 
 COVARIANCE_TYPES = ("full", "diag", "spherical", "tied")
 
 _LOG_2PI = float(np.log(2.0 * np.pi))
 # scikit-learn adds 10 * eps to every component's mass so that an empty component never divides by 0.
-_TINY_MASS = float(10.0 * np.finfo(np.float64).eps)  # a Python float: numpy scalars slow plain arithmetic
+TINY_MASS = float(10.0 * np.finfo(np.float64).eps)  # a Python float: numpy scalars slow plain arithmetic
 # Full and tied covariances also get this fraction of their largest variance on the diagonal, so
 # that they stay positive definite in float64 whatever the data's scale (reg_covar is absolute).
 RELATIVE_COVARIANCE_FLOOR = 1e-10
@@ -366,7 +366,7 @@ class SufficientStatistics:
             self.covariance_type == "diag" or (self.n_features == 1 and self.covariance_type != "tied")
         ):
             return _small_diagonal_parameters(self, reg_covar)
-        s0 = self.s0 + _TINY_MASS
+        s0 = self.s0 + TINY_MASS
         total = s0.sum()
         # An inactive component (no mass) weighs 0, unless none has mass (then all weigh alike).
         weights = np.where(self.s0 > 0.0, s0, 0.0) if (self.s0 > 0.0).any() else s0
@@ -530,7 +530,7 @@ def _small_diagonal_parameters(stats: SufficientStatistics, reg_covar: float) ->
     K, D = stats.s1.shape
     log, sqrt = math.log, math.sqrt
     half_log_2pi = 0.5 * D * _LOG_2PI
-    masses = [m + _TINY_MASS for m in stats.s0.tolist()]
+    masses = [m + TINY_MASS for m in stats.s0.tolist()]
     total = sum(masses)
     # full with one feature: no clipping at 0 before reg_covar, a floor on what is not positive
     clip = stats.covariance_type != "full"
@@ -602,7 +602,7 @@ def _diagonal(matrices: np.ndarray) -> np.ndarray:
     return matrices.reshape(matrices.shape[:-2] + (D * D,))[..., :: D + 1]
 
 
-def _cholesky_full(cov: np.ndarray, reg_covar: float) -> np.ndarray:
+def cholesky_full(cov: np.ndarray, reg_covar: float) -> np.ndarray:
     """Lower Cholesky factors of a stack of covariances, repairing any that are not positive definite.
 
     A matrix that fails (rounding, or a component that collapsed) has its eigenvalues clipped at
@@ -615,7 +615,7 @@ def _cholesky_full(cov: np.ndarray, reg_covar: float) -> np.ndarray:
 
 
 def _repaired_cholesky(cov: np.ndarray, reg_covar: float) -> np.ndarray:
-    """`_cholesky_full` once the stack has failed: factor matrix by matrix, repairing failures."""
+    """`cholesky_full` once the stack has failed: factor matrix by matrix, repairing failures."""
     stack = cov.reshape((-1,) + cov.shape[-2:])
     chol = np.empty_like(stack)
     floor = max(reg_covar, np.finfo(np.float64).tiny)

@@ -110,8 +110,60 @@ def test_switching_between_one_point_and_batch_calls_loses_nothing():
 
 
 def test_structures_without_an_engine_use_numpy():
-    assert not fastpath.supports("full", fastpath.MAX_FULL_FEATURES + 1)
+    assert not fastpath.supports("diag", fastpath.MAX_DIAGONAL_FEATURES + 1)
     assert not fastpath.supports("tied", 1)
+
+
+# Full covariances beyond MAX_FULL_FEATURES: the numpy engine (online_em.array_engine).
+HIGH_D = fastpath.MAX_FULL_FEATURES + 4
+
+
+@pytest.mark.parametrize("n_components, options", [
+    (3, {}),
+    (6, {}),  # free slots: inactive components skipped, novel points held back
+    (3, {"halflife": 400}),  # forgetting's floors bind on a drifting stream
+])
+def test_array_engine_matches_the_numpy_path(n_components, options):
+    from online_em.array_engine import FullArrayEngine
+
+    X, _ = synthetic_mixture(2500, HIGH_D, 3, "full", seed=HIGH_D)
+    if "halflife" in options:
+        X = X + np.linspace(0.0, 3.0, len(X))[:, None]
+    model = OnlineGaussianMixture(n_components, warm_up=600, seed=0)
+    model.learn_one(dict(enumerate(X[0].tolist())))
+    assert fastpath.supports("full", HIGH_D)
+    _agree_along(X, n_components, "full", warm_up=600, average_after=1200, **options)
+    for row in X[1:700].tolist():
+        model.learn_one(dict(enumerate(row)))
+    assert isinstance(model._engine, FullArrayEngine)
+
+
+@pytest.mark.parametrize("offset, scale, reg_covar", [(1e6, 1.0, 1e-6), (0.0, 1e-100, 0.0)])
+def test_array_engine_matches_the_numpy_path_at_extreme_scales(offset, scale, reg_covar):
+    X, _ = synthetic_mixture(1200, HIGH_D, 3, "full", seed=7)
+    _agree_along(offset + scale * X, 3, "full", every=300, warm_up=600, average_after=900, reg_covar=reg_covar)
+
+
+def test_array_engine_tracks_its_factors_between_exact_refreshes(monkeypatch):
+    """As FullEngine's: the rank-one-updated precisions give the densities an exact
+    factorisation gives, and most updates are rank-one, not refactorisations."""
+    from online_em import array_engine
+
+    refreshed = []
+    exact = array_engine.FullArrayEngine._exact
+    monkeypatch.setattr(array_engine.FullArrayEngine, "_exact",
+                        lambda self, s0, *s: refreshed.append(len(s0)) or exact(self, s0, *s))
+    X, _ = synthetic_mixture(3000, HIGH_D, 3, "full", seed=4)
+    model = OnlineGaussianMixture(3, warm_up=600, average_after=None, seed=0)
+    for i, row in enumerate(X.tolist()):
+        model.learn_one(dict(enumerate(row)))
+        if i % 500 == 499 and i > 600:
+            engine = model._engine
+            fresh = fastpath.make_engine(*engine.export(), engine.alpha, engine.reg_covar, engine.average_after)
+            for probe in X[i - 5 : i].tolist():
+                np.testing.assert_allclose(engine.weighted_log_probs(probe), fresh.weighted_log_probs(probe), rtol=1e-10)
+    refreshes = sum(refreshed) - 3 * 5  # (less the fresh engines' own factorisations)
+    assert 0 < refreshes < 3 * (3000 - 600) / 10
 
 
 def test_full_engine_tracks_its_factors_between_exact_refreshes(monkeypatch):

@@ -268,7 +268,7 @@ def test_full_recovery_equals_from_covariances(D):
         resp = rng.dirichlet(np.ones(K), size=300)
         stats = SufficientStatistics.from_batch(X, resp, X[:10].mean(axis=0), "full").average()
         fused = stats.to_parameters(1e-6)
-        mass = stats.s0 + stats_module._TINY_MASS
+        mass = stats.s0 + stats_module.TINY_MASS
         means = stats.s1 / mass[:, None]
         cov = stats.s2 / mass[:, None, None] - means[:, :, None] * means[:, None, :] + 1e-6 * np.eye(D)
         general = MixtureParameters.from_covariances(
@@ -289,7 +289,7 @@ def test_diag_recovery_equals_from_covariances():
         resp = rng.dirichlet(np.ones(K), size=300)
         stats = SufficientStatistics.from_batch(X, resp, X[:10].mean(axis=0), "diag").average()
         fused = stats.to_parameters(1e-6)
-        mass = stats.s0 + stats_module._TINY_MASS
+        mass = stats.s0 + stats_module.TINY_MASS
         means = stats.s1 / mass[:, None]
         cov = np.maximum(stats.s2 / mass[:, None] - means**2, 0.0) + 1e-6
         general = MixtureParameters.from_covariances("diag", mass / mass.sum(), means + stats.shift, cov, stats.shift)

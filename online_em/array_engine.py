@@ -1,0 +1,299 @@
+"""One-point online EM for full covariances in many dimensions, with numpy over the components.
+
+Beyond `fastpath.MAX_FULL_FEATURES` features the plain-Python engines' generated code grows as
+D^3, and learning a point as a batch of one (`SufficientStatistics.learn`, then every
+component's Cholesky factor and inverse again) costs O(K D^3) and some hundred numpy calls. This
+engine performs `fastpath.FullEngine`'s update (see the comment above `fastpath.FIRST_ORDER_LIMIT`)
+with each step vectorised over the K components: the iterate's precisions follow the point by a
+Sherman-Morrison step, O(K D^2) in a few numpy calls, and a component is factored exactly again
+only when the tracking's error bounds call for it. Those bounds are FullEngine's (FIRST_ORDER_LIMIT,
+DRIFT_LIMIT), with a tighter estimate of the precision's largest eigenvalue than its trace:
+the largest absolute row sum of P at the last exact factorisation, times g (a rank-one downdate
+never raises it, and g scales it). In D = 64 the trace overstates it about D-fold, and with it
+FullEngine's drift estimate would refactor some component at almost every point. The statistics, the schedule and the Polyak
+average are those of the other engines (`online_em.steps`), so it agrees with learning each point
+as a batch of one to rounding (tests hold it so).
+
+>>> import numpy as np
+>>> from online_em.stats import SufficientStatistics
+>>> rng = np.random.default_rng(0)
+>>> D = 20
+>>> s1 = np.stack([np.zeros(D), np.full(D, 5.0)]) * 0.5
+>>> s2 = np.stack([np.eye(D) + np.outer(m, m) for m in (np.zeros(D), np.full(D, 5.0))]) * 0.5
+>>> stats = SufficientStatistics("full", np.zeros(D), np.array([0.5, 0.5]), s1, s2, 100.0)
+>>> engine = FullArrayEngine(stats, stats.s0, None, None, 0, 0, 100, 0.6, 1e-6, None)
+>>> engine.learn_predict(np.full(D, 0.1).tolist()), engine.predict(np.full(D, 4.9).tolist())
+(0, 1)
+
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .fastpath import DRIFT_BUDGET, FIRST_ORDER_LIMIT, SCALE_LIMIT, Engine, NotLearnable
+from .stats import COLLAPSE_WEIGHT, RELATIVE_COVARIANCE_FLOOR, TINY_MASS, SufficientStatistics, cholesky_full
+from .steps import PRIOR_FLOOR, RECENCY_ALPHA, component_steps, point_step, weight_step
+
+__all__ = ["FullArrayEngine"]
+
+_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+
+
+def _diagonals(matrices: np.ndarray) -> np.ndarray:
+    """A writable view of the diagonals of a C-contiguous (K, D, D) stack."""
+    K, D, _ = matrices.shape
+    return matrices.reshape(K, D * D)[:, :: D + 1]
+
+
+class FullArrayEngine(Engine):
+    """Full covariances, any number of features: the state as arrays, s0 (K,), s1 (K, D) and
+    s2 (K, D, D).
+
+    The iterate is (constants, centred means, P_hat, g, eps g^2), each an array over the
+    components, with `track` = (log det T, tr P_hat, eps, r, drift) as `fastpath.FullEngine`
+    keeps per component, and lam, the bound on P_hat's largest eigenvalue: the log density is constant - (g d'P_hat d - eps g^2 |P_hat d|^2) / 2
+    for d = x - mean. The reported parameters (the Polyak average) are (constants, means, W),
+    W = L^-1 for the Cholesky factors L, exact."""
+
+    __slots__ = ("track", "lam", "n_features")
+
+    def __init__(self, stats, *args, **kwargs):
+        self.n_features = stats.n_features
+        super().__init__(stats, *args, **kwargs)
+        self.rho = np.array(self.rho, dtype=np.float64)
+        self.shift = np.array(self.shift, dtype=np.float64)
+
+    # ---------------------------------------------------------------- state
+
+    def _lists(self, stats):
+        return stats.s0.astype(np.float64), stats.s1.astype(np.float64), np.ascontiguousarray(stats.s2, dtype=np.float64)
+
+    def _arrays(self, s0, s1, s2) -> SufficientStatistics:
+        return SufficientStatistics(self.covariance_type, np.array(self.shift), np.array(s0, dtype=np.float64),
+                                    np.array(s1), np.array(s2), self.count)
+
+    @staticmethod
+    def _copy(values):
+        return np.array(values)
+
+    def _prior_masses(self):
+        return np.maximum(np.asarray(self.rho), PRIOR_FLOOR * self.s0)
+
+    def _reweighted(self, parameters, weights, masses):
+        (constants, *rest), _ = parameters
+        weights, masses = np.asarray(weights, dtype=np.float64), np.asarray(masses, dtype=np.float64)
+        with np.errstate(divide="ignore"):
+            shifts = np.where(weights > 0.0, np.log(np.where(weights > 0.0, weights, 1.0)) - np.log(masses + TINY_MASS),
+                              -math.inf)
+        return (constants + shifts, *rest), float(weights.sum()) + len(weights) * TINY_MASS
+
+    def _blend_average(self, shares):
+        shares = np.asarray(shares, dtype=np.float64)
+        a0, a1, a2 = self.avg
+        a0 = np.asarray(a0, dtype=np.float64)
+        self.avg = [a0 + shares * (self.s0 - a0), a1 + shares[:, None] * (self.s1 - a1),
+                    a2 + shares[:, None, None] * (self.s2 - a2)]
+
+    # ---------------------------------------------------------------- exact parameters
+
+    def _exact(self, s0, s1, s2):
+        """(centred means, W, P = W'W, log det, tr P, r, repaired) of components with these
+        statistics, by Cholesky factorisation of their regularised covariances (with the
+        relative floor), repaired as the vectorised path repairs one that is not positive definite;
+        and a bound on each P's largest eigenvalue (its largest absolute row sum)."""
+        mass = s0 + TINY_MASS
+        means = s1 / mass[:, None]
+        cov = s2 / mass[:, None, None] - means[:, :, None] * means[:, None, :]
+        diagonal = _diagonals(cov)
+        diagonal += self.reg_covar
+        floor = RELATIVE_COVARIANCE_FLOOR * diagonal.max(axis=1)
+        diagonal += floor[:, None]
+        repaired = np.zeros(len(s0), dtype=bool)
+        try:
+            chol = np.linalg.cholesky(cov)
+        except np.linalg.LinAlgError:
+            chol = np.empty_like(cov)
+            for k, matrix in enumerate(cov):
+                try:
+                    chol[k] = np.linalg.cholesky(matrix)
+                except np.linalg.LinAlgError:
+                    chol[k] = _repaired_factor(matrix, self.reg_covar)
+                    repaired[k] = True
+        inverse = np.linalg.inv(chol)
+        precision = np.matmul(np.swapaxes(inverse, 1, 2), inverse)
+        log_det = 2.0 * np.log(_diagonals(np.ascontiguousarray(chol))).sum(axis=1)
+        trace = _diagonals(precision).sum(axis=1)
+        largest = np.abs(precision).sum(axis=2).max(axis=1)
+        return means, inverse, precision, log_det, trace, self.reg_covar + floor, repaired, largest
+
+    def _constants(self, log_weights, log_det):
+        return log_weights - 0.5 * log_det - self.n_features * _HALF_LOG_2PI
+
+    @staticmethod
+    def _log_masses(s0):
+        with np.errstate(divide="ignore"):
+            return np.where(s0 > 0.0, np.log(s0 + TINY_MASS), -math.inf)
+
+    def _parameters(self, s0, s1, s2):
+        means, _, precision, log_det, trace, r, repaired, self.lam = self._exact(s0, s1, s2)
+        K = len(s0)
+        # A repaired factor is not S + r I: refreshed again at the next update (infinite drift).
+        self.track = [log_det, trace, np.zeros(K), r, np.where(repaired, math.inf, 0.0)]
+        components = (self._constants(self._log_masses(s0), log_det), means, precision, np.ones(K), np.zeros(K))
+        return components, float(s0.sum()) + K * TINY_MASS
+
+    def _reported_parameters(self, s0, s1, s2):
+        s0 = np.asarray(s0, dtype=np.float64)
+        means, inverse, _, log_det, _, _, _, _ = self._exact(s0, s1, s2)
+        return (self._constants(self._log_masses(s0), log_det), means, inverse), float(s0.sum()) + len(s0) * TINY_MASS
+
+    # ---------------------------------------------------------------- inference
+
+    def _centred(self, row) -> np.ndarray:
+        return np.array(row, dtype=np.float64) - self.shift
+
+    @staticmethod
+    def _iterate_log_probs(parameters, x):
+        """(weighted log densities, d, P_hat d, d'P_hat d, |P_hat d|^2) under the iterate's form."""
+        constants, means, precision, g, ge2 = parameters
+        d = x - means
+        v = np.matmul(precision, d[:, :, None])[:, :, 0]
+        dv = np.einsum("ki,ki->k", d, v)
+        vv = np.einsum("ki,ki->k", v, v)
+        return constants - 0.5 * (g * dv - ge2 * vv), d, v, dv, vv
+
+    @staticmethod
+    def _reported_log_probs(parameters, x):
+        constants, means, inverse = parameters
+        z = np.matmul(inverse, (x - means)[:, :, None])[:, :, 0]
+        return constants - 0.5 * np.einsum("ki,ki->k", z, z)
+
+    def _labelling_log_probs(self, x):
+        reported = self.reported or self._shown_average()
+        if reported is None:
+            parameters, total = self._iterate_reported()
+            return self._iterate_log_probs(parameters, x)[0], total
+        return self._reported_log_probs(reported[0], x), reported[1]
+
+    def predict(self, row) -> int:
+        return int(np.argmax(self._labelling_log_probs(self._centred(row))[0]))
+
+    def weighted_log_probs(self, row):
+        values, total = self._labelling_log_probs(self._centred(row))
+        return (values - math.log(total)).tolist()
+
+    def novelty(self, row) -> float:
+        """The squared Mahalanobis distance of the row to the nearest active component of the iterate."""
+        parameters, _ = self.iterate
+        _, _, _, dv, vv = self._iterate_log_probs(parameters, self._centred(row))
+        g, ge2 = parameters[3], parameters[4]
+        distances = (g * dv - ge2 * vv)[self.s0 > 0.0]
+        return float(distances.min()) if len(distances) else math.inf
+
+    # ---------------------------------------------------------------- learning
+
+    def learn_predict(self, row, predict: bool = True) -> int:
+        """The label under the reported parameters (0 unless `predict`), then one update;
+        -1 - label if a component collapsed (the model then repairs it)."""
+        x = self._centred(row)
+        parameters, _ = self.iterate
+        wlp, _, v, dv, vv = self._iterate_log_probs(parameters, x)
+        label = int(np.argmax(self._labelling_log_probs(x)[0])) if predict else 0
+        top = float(wlp.max())
+        if not -math.inf < top < math.inf:  # (NaN fails too) raised before anything changes
+            raise NotLearnable
+        weights = np.exp(wlp - top)
+        r = weights / weights.sum()
+        self.t += 1
+        before = self.count
+        self.count = before + 1.0
+        halflife = self.halflife
+        gamma = point_step(self.t, RECENCY_ALPHA, halflife)
+        share = weight_step(before, 1.0, halflife)
+        a_old = self.s0
+        active = (a_old > 0.0) | (r > 0.0)  # an inactive slot: nothing of it changes
+        every = bool(active.all())
+        a = a_old + share * (r - a_old)
+        eta = component_steps(a_old * before, r, self.alpha, None if halflife is None else halflife * a)
+        keep = np.divide((1.0 - eta) * a, a_old, out=np.zeros_like(a), where=a_old > 0.0)
+        take = eta * a
+        if not every:
+            keep[~active], take[~active] = 1.0, 0.0
+        s1, s2 = self.s1, self.s2
+        s1 *= keep[:, None]
+        s1 += take[:, None] * x
+        s2 *= keep[:, None, None]
+        s2 += take[:, None, None] * (x[:, None] * x)
+        self.s0 = a
+        prior = self.rho = self.rho * (1.0 - gamma) + gamma * r
+        prior = np.maximum(prior, PRIOR_FLOOR * a)
+        total = float(prior.sum())
+        log_weights = np.where(a > 0.0, np.log(np.where(a > 0.0, prior, 1.0)), -math.inf)
+        self.iterate = (self._updated(parameters, a_old, a, keep, take, log_weights, v, dv, vv, active, every), total)
+        if self.t >= self.due:
+            self._average()
+        live = a[a > 0.0]
+        lightest = float(live.min()) if len(live) else math.inf
+        return label if lightest >= COLLAPSE_WEIGHT * total else -1 - label
+
+    def _updated(self, parameters, a_old, a, keep, take, log_weights, v, dv, vv, active, every):
+        """The iterate after the update: each active component's precision by a Sherman-Morrison
+        step, or factored again exactly when the tracking's bounds call for it (as FullEngine)."""
+        D = self.n_features
+        _, _, precision, g, _ = parameters
+        log_det, trace, eps, r_old, drift = self.track
+        lam = self.lam
+        mass = a + TINY_MASS
+        means = self.s1 / mass[:, None]
+        variances = _diagonals(self.s2) / mass[:, None] - means * means  # the diagonal of S
+        r = self.reg_covar + RELATIVE_COVARIANCE_FLOOR * (variances.max(axis=1) + self.reg_covar)
+        shrink = keep * (a_old + TINY_MASS) / mass
+        rho = take / mass
+        cancel = 1.0 + rho * g * dv
+        eps = shrink * (eps - r_old) + r
+        # rounding added: 2^-52 times the condition number, at most lambda_max(P) tr(S + r I)
+        drift = drift + g * lam * (variances.sum(axis=1) + D * r)
+        tracked = (shrink > 0.5) & (cancel < 2.0) & (drift < DRIFT_BUDGET)
+        beta = np.where(tracked, rho * g / cancel, 0.0)
+        g = np.where(tracked, g / np.where(tracked, shrink, 1.0), g)
+        precision = precision - beta[:, None, None] * (v[:, :, None] * v[:, None, :])
+        trace = trace - beta * vv
+        log_det = log_det + np.log(np.where(tracked, cancel, 1.0)) + D * np.log(np.where(tracked, shrink, 1.0))
+        precision_trace = g * trace
+        # eps lambda_max(P) and the log det's error, (eps lambda_max(P)) (eps tr P) / 2, within
+        # FullEngine's bounds (eps tr P at most FIRST_ORDER_LIMIT)
+        tracked &= (precision_trace > 0.0) & (g < SCALE_LIMIT)
+        tracked &= np.abs(eps) * np.sqrt(g * lam) * np.sqrt(np.abs(precision_trace)) < FIRST_ORDER_LIMIT
+        constants = log_weights - 0.5 * (log_det + eps * precision_trace) - D * _HALF_LOG_2PI
+        ge2 = eps * g * g
+        old_constants, old_means, old_precision, old_g, old_ge2 = parameters
+        if not every:  # inactive slots keep their iterate and tracking
+            inactive = ~active
+            constants[inactive], means[inactive], precision[inactive] = (
+                old_constants[inactive], old_means[inactive], old_precision[inactive])
+            g[inactive], ge2[inactive] = old_g[inactive], old_ge2[inactive]
+            for new, old in zip((log_det, trace, eps, r, drift), self.track):
+                new[inactive] = old[inactive]
+        refresh = np.flatnonzero(active & ~tracked)
+        if len(refresh):
+            exact_means, _, exact_precision, exact_log_det, exact_trace, exact_r, repaired, largest = self._exact(
+                a[refresh], self.s1[refresh], self.s2[refresh])
+            lam = lam.copy()
+            lam[refresh] = largest
+            means[refresh], precision[refresh] = exact_means, exact_precision
+            constants[refresh] = self._constants(log_weights[refresh], exact_log_det)
+            g[refresh], ge2[refresh] = 1.0, 0.0
+            log_det[refresh], trace[refresh], eps[refresh], r[refresh] = exact_log_det, exact_trace, 0.0, exact_r
+            drift[refresh] = np.where(repaired, math.inf, 0.0)
+        self.track = [log_det, trace, eps, r, drift]
+        self.lam = lam
+        return constants, means, precision, g, ge2
+
+
+def _repaired_factor(matrix: np.ndarray, reg_covar: float) -> np.ndarray:
+    """The Cholesky factor of a covariance that is not positive definite, repaired as the
+    vectorised path repairs it (`stats.cholesky_full`)."""
+    return cholesky_full(matrix[None], reg_covar)[0]

@@ -431,10 +431,13 @@ class OnlineGaussianMixture(base.Clusterer):
     def learn_one(self, x: dict) -> None:
         """Update the model with one point. Features it lacks (absent, None or NaN) are missing
         values; features the model does not know yet are added (see `online_em.features`)."""
-        if self._engine is not None and not self._watching:  # the hot path: a plain point
+        if self._engine is not None:  # the hot path: a plain point
             row = validation.plain_row(x, self._features)
             if row is not None:
-                self._learn_complete_row(row, False)
+                if self._watching:
+                    self._learn_or_hold(row, False)
+                else:
+                    self._learn_complete_row(row, False)
                 return
         row = self._learning_row(x)
         if row is not None:
@@ -447,10 +450,9 @@ class OnlineGaussianMixture(base.Clusterer):
             label = self.predict_one(x)
             self.learn_one(x)
             return label
-        if not self._watching:  # the hot path: a plain point
-            row = validation.plain_row(x, self._features)
-            if row is not None:
-                return self._learn_complete_row(row, True)
+        row = validation.plain_row(x, self._features)  # the hot path: a plain point
+        if row is not None:
+            return self._learn_or_hold(row, True) if self._watching else self._learn_complete_row(row, True)
         return self._learn_row(self._learning_row(x), x)
 
     def learn_predict_row(self, row: list[float]) -> int:
@@ -624,7 +626,12 @@ class OnlineGaussianMixture(base.Clusterer):
             label = self._learn_complete_row(row, predict)
             if self._watching:
                 self._add_to_window([row])
-            if self._watching and self._held:
+            # No new point is held, so no birth has become due (a birth is due when the held
+            # points came too fast for chance, which time only makes less so) unless one was due
+            # and waits for a stale component to make room (forgetting): else only an expiry or
+            # the end of watching calls for `_after_holding`.
+            if self._held and (not self._watching or self.halflife is not None
+                               or self._held.expiring(self.n_samples_seen)):
                 self._after_holding()
             return label
         label = None

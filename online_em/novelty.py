@@ -137,6 +137,10 @@ class HeldPoints:
         del self.items[len(self.items) - j:]
         return rows
 
+    def expiring(self, now: int) -> bool:
+        """Whether the oldest held point has waited more than HOLD_POINTS stream points."""
+        return bool(self.items) and now - self.items[0][0] > HOLD_POINTS
+
     def take_expired(self, now: int) -> list[list[float]]:
         """Remove and return the rows held for more than HOLD_POINTS stream points."""
         n = 0

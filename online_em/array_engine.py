@@ -54,8 +54,8 @@ class FullArrayEngine(Engine):
 
     The iterate is (constants, centred means, P_hat, g, eps g^2), each an array over the
     components, with `track` = (log det T, tr P_hat, eps, r, drift) as `fastpath.FullEngine`
-    keeps per component, and lam, the bound on P_hat's largest eigenvalue: the log density is constant - (g d'P_hat d - eps g^2 |P_hat d|^2) / 2
-    for d = x - mean. The reported parameters (the Polyak average) are (constants, means, W),
+    keeps per component, and lam, the bound on P_hat's largest eigenvalue: the log density is
+    constant - (g d'P_hat d - eps g^2 |P_hat d|^2) / 2 for d = x - mean. The reported parameters (the Polyak average) are (constants, means, W),
     W = L^-1 for the Cholesky factors L, exact."""
 
     __slots__ = ("track", "lam", "n_features")
@@ -69,7 +69,9 @@ class FullArrayEngine(Engine):
     # ---------------------------------------------------------------- state
 
     def _lists(self, stats):
-        return stats.s0.astype(np.float64), stats.s1.astype(np.float64), np.ascontiguousarray(stats.s2, dtype=np.float64)
+        """Copies (the engine updates its moments in place), C-contiguous."""
+        return (np.array(stats.s0, dtype=np.float64), np.array(stats.s1, dtype=np.float64, order="C"),
+                np.array(stats.s2, dtype=np.float64, order="C"))
 
     def _arrays(self, s0, s1, s2) -> SufficientStatistics:
         return SufficientStatistics(self.covariance_type, np.array(self.shift), np.array(s0, dtype=np.float64),

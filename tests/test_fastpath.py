@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 
@@ -136,6 +138,11 @@ def test_array_engine_matches_the_numpy_path(n_components, options):
     for row in X[1:700].tolist():
         model.learn_one(dict(enumerate(row)))
     assert isinstance(model._engine, FullArrayEngine)
+    twin = copy.deepcopy(model)  # the live engine's state is the model's own: a copy goes on alike
+    for row in X[700:900].tolist():
+        model.learn_one(dict(enumerate(row)))
+        twin.learn_one(dict(enumerate(row)))
+    assert model.means_.tolist() == twin.means_.tolist()
 
 
 @pytest.mark.parametrize("offset, scale, reg_covar", [(1e6, 1.0, 1e-6), (0.0, 1e-100, 0.0)])
@@ -187,7 +194,6 @@ def test_full_engine_tracks_its_factors_between_exact_refreshes(monkeypatch):
 
 def test_engines_pickle_and_copy_with_their_exact_state():
     """A specialised engine is rebuilt from its generic class; the copy goes on bit for bit."""
-    import copy
     import pickle
 
     for covariance_type in ("diag", "full"):

@@ -33,7 +33,7 @@ import math
 
 import numpy as np
 
-from .fastpath import DRIFT_BUDGET, FIRST_ORDER_LIMIT, SCALE_LIMIT, Engine, NotLearnable
+from .fastpath import DRIFT_BUDGET, FIRST_ORDER_LIMIT, NOVEL, SCALE_LIMIT, Engine, NotLearnable
 from .stats import COLLAPSE_WEIGHT, RELATIVE_COVARIANCE_FLOOR, TINY_MASS, SufficientStatistics, cholesky_full
 from .steps import PRIOR_FLOOR, RECENCY_ALPHA, component_steps, point_step, weight_step
 
@@ -197,12 +197,17 @@ class FullArrayEngine(Engine):
 
     # ---------------------------------------------------------------- learning
 
-    def learn_predict(self, row, predict: bool = True) -> int:
+    def learn_predict(self, row, predict: bool = True, limit: float | None = None) -> int | None:
         """The label under the reported parameters (0 unless `predict`), then one update;
-        -1 - label if a component collapsed (the model then repairs it)."""
+        -1 - label if a component collapsed (the model then repairs it); NOVEL, without an
+        update, if the row is farther than `limit` from every active component."""
         x = self._centred(row)
         parameters, _ = self.iterate
         wlp, _, v, dv, vv = self._iterate_log_probs(parameters, x)
+        if limit is not None:
+            distances = (parameters[3] * dv - parameters[4] * vv)[self.s0 > 0.0]
+            if (float(distances.min()) if len(distances) else math.inf) > limit:
+                return NOVEL
         label = int(np.argmax(self._labelling_log_probs(x)[0])) if predict else 0
         top = float(wlp.max())
         if not -math.inf < top < math.inf:  # (NaN fails too) raised before anything changes

@@ -40,7 +40,7 @@ from .stats import (
     cholesky_full,
 )
 
-__all__ = ["supports", "make_engine", "ScalarEngine", "PairEngine", "DiagonalEngine", "FullEngine"]
+__all__ = ["NOVEL", "supports", "make_engine", "Engine", "ScalarEngine", "PairEngine", "DiagonalEngine", "FullEngine"]
 
 # Up to this many features, full covariances are faster in plain Python than through numpy:
 # learn_one + predict_one with K=3 took 48 us against numpy's 238 at 8 features, 197 against 295
@@ -53,6 +53,12 @@ MAX_DIAGONAL_FEATURES = 64
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 _TINY = 2.2250738585072014e-308  # smallest normal float64: the floor of a variance
+
+
+# What `learn_predict` returns, having changed nothing, for a point beyond its `limit`: a point
+# whose squared Mahalanobis distance to every active component of the iterate exceeds it (the
+# novelty test of `online_em.novelty`, made on the E-step the update computes anyway).
+NOVEL = None
 
 
 class NotLearnable(ArithmeticError):
@@ -270,16 +276,32 @@ class ScalarEngine(Engine):
     def predict(self, row) -> int:
         constants, means, half_precisions, _ = self.reported or self._shown_average() or self._iterate_reported()
         xc = row[0] - self.shift[0]
-        wlp = [c - h * (xc - m) * (xc - m) for c, m, h in zip(constants, means, half_precisions)]
-        return wlp.index(max(wlp))
+        best, label = -math.inf, 0
+        for k, (c, m, h) in enumerate(zip(constants, means, half_precisions)):
+            v = c - h * (xc - m) * (xc - m)
+            if v > best:  # the first of the largest, as list.index(max(...))
+                best, label = v, k
+        return label
 
-    def learn_predict(self, row, predict: bool = True) -> int:
+    def learn_predict(self, row, predict: bool = True, limit: float | None = None) -> int | None:
         """The label under the reported parameters (0 unless `predict`), then one update;
-        -1 - label if a component collapsed (the model then repairs it)."""
+        -1 - label if a component collapsed (the model then repairs it); NOVEL, without an
+        update, if the row is farther than `limit` from every active component."""
         xc = row[0] - self.shift[0]
         constants, means, half_precisions, _ = self.iterate
-        wlp = [c - h * (xc - m) * (xc - m) for c, m, h in zip(constants, means, half_precisions)]
-        top = max(wlp)
+        wlp = []
+        top = -math.inf
+        near = math.inf  # the nearest active component's half squared distance
+        for c, m, h, a in zip(constants, means, half_precisions, self.s0):
+            q = h * (xc - m) * (xc - m)
+            v = c - q
+            wlp.append(v)
+            if v > top:
+                top = v
+            if q < near and a > 0.0:
+                near = q
+        if limit is not None and 2.0 * near > limit:
+            return NOVEL
         if not predict:
             label = 0
         else:
@@ -308,9 +330,15 @@ class ScalarEngine(Engine):
         constants, means, half_precisions = [], [], []
         total = 0.0
         lightest = math.inf
+        old_constants, old_means, old_half_precisions, _ = self.iterate
         for k, weight in enumerate(weights):
             r = weight * norm
             a_old = s0[k]
+            if a_old == 0.0 and r == 0.0:  # an inactive slot: nothing of it changes
+                constants.append(old_constants[k])
+                means.append(old_means[k])
+                half_precisions.append(old_half_precisions[k])
+                continue
             mass = a_old * before
             a = s0[k] = a_old + share * (r - a_old)
             eta = component_step(mass, r, alpha, None if halflife is None else halflife * a)
@@ -357,11 +385,17 @@ class PairEngine(ScalarEngine):
         (c0, c1), (m0, m1), (h0, h1), _ = self.reported or self._shown_average() or self._iterate_reported()
         return 0 if c0 - h0 * (xc - m0) * (xc - m0) >= c1 - h1 * (xc - m1) * (xc - m1) else 1
 
-    def learn_predict(self, row, predict: bool = True) -> int:
+    def learn_predict(self, row, predict: bool = True, limit: float | None = None) -> int | None:
         xc = row[0] - self.shift[0]
         (c0, c1), (m0, m1), (h0, h1), _ = self.iterate
-        w0 = c0 - h0 * (xc - m0) * (xc - m0)
-        w1 = c1 - h1 * (xc - m1) * (xc - m1)
+        q0 = h0 * (xc - m0) * (xc - m0)
+        q1 = h1 * (xc - m1) * (xc - m1)
+        if limit is not None:
+            a0, a1 = self.s0
+            if 2.0 * min(q0 if a0 > 0.0 else math.inf, q1 if a1 > 0.0 else math.inf) > limit:
+                return NOVEL
+        w0 = c0 - q0
+        w1 = c1 - q1
         if not predict:
             label = 0
         else:
@@ -559,7 +593,7 @@ def _learn_source(D: int, iterate_form, reported_form, update: list[str], produc
     unpack, lines, value = iterate_form
     kept = [f"    saved.append(({keep_for_update}))"] if keep_for_update else []
     body = [
-        "def learn_predict(self, row, predict=True):",
+        "def learn_predict(self, row, predict=True, limit=None):",
         *_indent(_centre(D)),
         "    wlp = []",
         *(["    saved = []"] if keep_for_update else []),
@@ -567,6 +601,8 @@ def _learn_source(D: int, iterate_form, reported_form, update: list[str], produc
         *_indent(lines, 2),
         f"        wlp.append({value})",
         *_indent(kept),
+        "    if limit is not None and self._beyond(wlp, limit):",
+        "        return NOVEL",
         "    top = max(wlp)",
         "    if not predict:",
         "        label = 0",
@@ -643,6 +679,7 @@ _NAMESPACE = {
     "_TINY": _TINY,
     "TINY_MASS": TINY_MASS,
     "AVERAGE_EVERY": AVERAGE_EVERY,
+    "NOVEL": NOVEL,
     "COLLAPSE_WEIGHT": COLLAPSE_WEIGHT,
     "component_step": component_step,
     "point_step": point_step,
@@ -671,6 +708,14 @@ class _MultiEngine(Engine):
     _source: str | None = None
     _key: tuple = ()
     _generic: type | None = None
+
+    def _beyond(self, wlp, limit: float) -> bool:
+        """Whether the row whose weighted log densities under the iterate are `wlp` lies beyond
+        `limit` (a squared Mahalanobis distance) from every active component: `novelty`'s test,
+        on the E-step `learn_predict` has made."""
+        near = min((component[0] - w for component, w, a in zip(self.iterate[0], wlp, self.s0) if a > 0.0),
+                   default=math.inf)
+        return 2.0 * near > limit
 
     def __new__(cls, stats, *args):
         # The generic class builds (once) and instantiates the class specialised for the shape.

@@ -475,17 +475,21 @@ class OnlineGaussianMixture(base.Clusterer):
             return self._learn_or_hold(row, predict)
         return self._learn_complete_row(row, predict)
 
-    def _learn_complete_row(self, row: list[float], predict: bool) -> int | None:
-        """`_learn_row` for a checked, complete row that is to be learned now."""
+    def _learn_complete_row(self, row: list[float], predict: bool, limit: float | None = None) -> int | None:
+        """`_learn_row` for a checked, complete row that is to be learned now; with a `limit`,
+        through the engine, fastpath.NOVEL (nothing learned) for a row farther than it from every
+        component (`_learn_or_hold` then holds it back)."""
         engine = self._engine or self._start_engine()
         if engine is None:
             return self._learn_complete_row_with_arrays(row, None)
         try:
-            label = engine.learn_predict(row, predict)
+            label = engine.learn_predict(row, predict, limit)
         except fastpath.NotLearnable:  # too extreme for plain floats: learned with arrays
             label = self.predict_one(dict(zip(self._features, row))) if predict else None
             self._sync()
             return self._learn_complete_row_with_arrays(row, label)
+        if label is fastpath.NOVEL:
+            return label
         since = self._since_check = self._since_check + 1
         if label >= 0 and since < self._check_spacing:  # the usual case
             return label
@@ -606,7 +610,7 @@ class OnlineGaussianMixture(base.Clusterer):
 
     def _novelty_threshold(self) -> float:
         """The squared Mahalanobis distance beyond which a point is novel (cached by novelty)."""
-        return novelty.chi2_quantile(self.n_features_in_, self.novelty_level)
+        return novelty.chi2_quantile(len(self._features), self.novelty_level)
 
     @property
     def novelty_threshold(self) -> float | None:
@@ -621,9 +625,14 @@ class OnlineGaussianMixture(base.Clusterer):
         """One point while a slot is free: the label, then the point held back if it is novel
         (and a birth if one is due), else learned."""
         engine = self._engine or self._start_engine()
-        d2 = engine.novelty(row) if engine is not None else float(novelty.nearest_distances(self._params, np.array([row]))[0])
-        if not d2 > self._novelty_threshold():
-            label = self._learn_complete_row(row, predict)
+        threshold = self._novelty_threshold()
+        if engine is not None:  # the novelty test on the E-step of the update
+            label = self._learn_complete_row(row, predict, threshold)
+            novel = label is fastpath.NOVEL
+        else:
+            novel = float(novelty.nearest_distances(self._params, np.array([row]))[0]) > threshold
+            label = None if novel else self._learn_complete_row(row, predict)
+        if not novel:
             if self._watching:
                 self._add_to_window([row])
             # No new point is held, so no birth has become due (a birth is due when the held

@@ -713,8 +713,12 @@ class _MultiEngine(Engine):
         """Whether the row whose weighted log densities under the iterate are `wlp` lies beyond
         `limit` (a squared Mahalanobis distance) from every active component: `novelty`'s test,
         on the E-step `learn_predict` has made."""
-        near = min((component[0] - w for component, w, a in zip(self.iterate[0], wlp, self.s0) if a > 0.0),
-                   default=math.inf)
+        near = math.inf
+        for component, w, a in zip(self.iterate[0], wlp, self.s0):
+            if a > 0.0:
+                q = component[0] - w
+                if q < near:
+                    near = q
         return 2.0 * near > limit
 
     def __new__(cls, stats, *args):

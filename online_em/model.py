@@ -265,7 +265,8 @@ class OnlineGaussianMixture(base.Clusterer):
         self._recency: np.ndarray | None = None
         self._reported: MixtureParameters | None = None  # cache: parameters reported
         # While set, the plain-Python engine holds the live state of runs of one-point calls.
-        self._engine: fastpath.ScalarEngine | fastpath.DiagonalEngine | fastpath.FullEngine | None = None
+        self._engine: fastpath.Engine | None = None
+        self._slots: list[int] | None = None  # the model's components the engine holds (None: all)
         # The warm-up's batch fits of the buffer (derivable from it, cached); made once the
         # features are known.
         self._fits: warmup.WarmUpFits | None = None
@@ -490,6 +491,8 @@ class OnlineGaussianMixture(base.Clusterer):
             return self._learn_complete_row_with_arrays(row, label)
         if label is fastpath.NOVEL:
             return label
+        if self._slots is not None:  # the engine's component, as the model numbers them
+            label = self._slots[label] if label >= 0 else -1 - self._slots[-1 - label]
         since = self._since_check = self._since_check + 1
         if label >= 0 and since < self._check_spacing:  # the usual case
             return label
@@ -500,6 +503,10 @@ class OnlineGaussianMixture(base.Clusterer):
             self._repair(np.array([row]))
             label = -1 - label
         return label
+
+    def _engine_label(self, label: int) -> int:
+        """The engine's component as the model numbers them."""
+        return label if self._slots is None else self._slots[label]
 
     def _learn_complete_row_with_arrays(self, row: list[float], label: int | None) -> int | None:
         """`_learn_complete_row` without an engine: the row as a batch of one; returns `label`."""
@@ -521,22 +528,48 @@ class OnlineGaussianMixture(base.Clusterer):
         return label
 
     def _start_engine(self):
-        """Hand the state to a plain-Python engine when the model's structure allows one."""
+        """Hand the state to a one-point engine when the model's structure allows one: the active
+        components only. Nothing of an inactive slot changes while it is inactive (no mass, no
+        recency, zero moments in the iterate and the average), and a birth, split, merge or prune
+        takes the state back first, so the engine need not carry the free slots: `_slots` maps
+        its components to the model's (None: all of them)."""
         if self._stats is None or not fastpath.supports(self.covariance_type, len(self._features)):
             return None
+        stats, recency, average, weights, since = (
+            self._stats, self._recency, self._average, self._average_weights, self._average_from)
+        live = np.flatnonzero(stats.s0 > 0.0)
+        self._slots = None
+        if 0 < len(live) < len(stats.s0):
+            self._slots = live.tolist()
+            stats, recency, since = stats.components(live), recency[live], since[live]
+            average = None if average is None else average.components(live)
+            weights = None if weights is None else weights[live]
         self._engine = fastpath.make_engine(
-            self._stats, self._recency, self._average, self._average_weights, self._n_averaged, self._pending_average, self._t,
-            self.alpha, self.reg_covar, self._average_start, self.halflife, self._average_from.tolist(),
+            stats, recency, average, weights, self._n_averaged, self._pending_average, self._t,
+            self.alpha, self.reg_covar, self._average_start, self.halflife, since.tolist(),
         )
         return self._engine
 
+    def _engine_state(self) -> tuple:
+        """The live engine's state as the model keeps it (`fastpath.Engine.export`), with every slot."""
+        stats, recency, average, weights, n_averaged, pending, t = self._engine.export()
+        slots = self._slots
+        if slots is not None:  # the free slots as they were when the engine started
+            template = self._stats
+            stats = template.with_components(slots, stats)
+            recency = _scattered(self._recency, slots, recency)
+            if average is not None:
+                average = (self._average if self._average is not None else template).with_components(slots, average)
+                weights = _scattered(np.zeros(len(template.s0)), slots, weights)
+        return stats, recency, average, weights, n_averaged, pending, t
+
     def _sync(self) -> None:
-        """Take the live state back from the plain-Python engine, as arrays."""
+        """Take the live state back from the one-point engine, as arrays."""
         if self._engine is None:
             return
         (self._stats, self._recency, self._average, self._average_weights, self._n_averaged,
-         self._pending_average, self._t) = self._engine.export()
-        self._engine = None
+         self._pending_average, self._t) = self._engine_state()
+        self._engine = self._slots = None
         self._params = self._e_step_parameters()
         self._reported = None
 
@@ -645,7 +678,8 @@ class OnlineGaussianMixture(base.Clusterer):
             return label
         label = None
         if predict:
-            label = engine.predict(row) if engine is not None else int(_labels(self._parameters, np.array([row]))[0])
+            label = self._engine_label(engine.predict(row)) if engine is not None else int(
+                _labels(self._parameters, np.array([row]))[0])
         self._held.add(self.n_samples_seen, list(row))
         self._after_holding()
         return label
@@ -688,8 +722,8 @@ class OnlineGaussianMixture(base.Clusterer):
         if not j:
             return False
         if not self._free_slot():  # forgetting: a component no point has come to for long makes room
-            engine = self._engine  # the live recency masses, read without taking the state back
-            recency, masses = (engine.rho, engine.s0) if engine is not None else (self._recency, self._stats.s0)
+            state = self._engine_state() if self._engine is not None else None  # read without taking it back
+            recency, masses = (state[1], state[0].s0) if state is not None else (self._recency, self._stats.s0)
             stale = moves.stale_component(np.asarray(recency), np.asarray(masses))
             if stale is None:
                 return False
@@ -822,7 +856,7 @@ class OnlineGaussianMixture(base.Clusterer):
             return
         rows = np.array(rows)
         if self._engine is not None:  # the live state, read without taking it back (the usual answer is no)
-            stats, recency = self._engine.export()[:2]
+            stats, recency = self._engine_state()[:2]
             params = self._e_step_parameters(stats, recency)
         else:
             stats, params = self._stats, self._params
@@ -1073,7 +1107,7 @@ class OnlineGaussianMixture(base.Clusterer):
         self._check_spacing = moves.check_spacing(state.t - state.since_check, self.halflife)
         self._moves = {"births": 0, "merges": 0, "prunes": 0, "splits": 0}
         self._moves.update(state.moves)  # (files before splits have none)
-        self._engine, self._fits = None, None
+        self._engine, self._slots, self._fits = None, None, None
         self._params = self._e_step_parameters() if state.stats is not None else None
         self._reported = None
         self._watching = self._watches()
@@ -1211,7 +1245,10 @@ class OnlineGaussianMixture(base.Clusterer):
                 v * v for v in values) - math.log(self.n_components))
         row = self._row(x)
         if self._engine is not None and _complete(row):
-            return np.array(self._engine.weighted_log_probs(row))
+            values = self._engine.weighted_log_probs(row)
+            if self._slots is None:
+                return np.array(values)
+            return _scattered(np.full(self.n_components, -math.inf), self._slots, values)
         X = np.array([row])
         self._check_finite(X)
         return missing.weighted_log_prob(self._labelling_parameters(), X)[0]
@@ -1223,7 +1260,7 @@ class OnlineGaussianMixture(base.Clusterer):
         if engine is not None:  # the hot path: a plain point
             row = validation.plain_row(x, self._features)
             if row is not None:
-                return engine.predict(row)
+                return engine.predict(row) if self._slots is None else self._slots[engine.predict(row)]
         return int(np.argmax(self._weighted_log_prob_one(x)))
 
     def predict_proba_one(self, x: dict) -> dict[int, float]:
@@ -1342,6 +1379,13 @@ class ModelState:
 def _labels(params: MixtureParameters, matrix: np.ndarray) -> np.ndarray:
     """Argmax of the weighted log densities (of the observed features): no normalisation needed."""
     return missing.weighted_log_prob(params, matrix).argmax(axis=1)
+
+
+def _scattered(template: np.ndarray, slots: list[int], values) -> np.ndarray:
+    """A copy of `template` with `values` at `slots`."""
+    out = np.array(template, dtype=np.float64)
+    out[slots] = values
+    return out
 
 
 def _complete(row: list[float]) -> bool:

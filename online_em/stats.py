@@ -256,6 +256,30 @@ class SufficientStatistics:
             self.count,
         )
 
+    def components(self, index) -> SufficientStatistics:
+        """The statistics of the components `index` (an index array or list) alone, with the
+        same count; not for tied covariances, whose scatter all components share.
+
+        >>> import numpy as np
+        >>> stats = SufficientStatistics("diag", np.zeros(1), np.array([0.5, 0.0, 0.5]),
+        ...     np.array([[0.0], [0.0], [5.0]]), np.array([[1.0], [0.0], [51.0]]), 10.0)
+        >>> part = stats.components([0, 2])
+        >>> part.s0.tolist(), stats.with_components([0, 2], part).s1.ravel().tolist()
+        ([0.5, 0.5], [0.0, 0.0, 5.0])
+
+        """
+        if self.covariance_type == "tied":
+            raise ValueError("tied statistics share one scatter: no component stands alone")
+        return SufficientStatistics(self.covariance_type, self.shift.copy(), self.s0[index], self.s1[index],
+                                    self.s2[index], self.count)
+
+    def with_components(self, index, part: SufficientStatistics) -> SufficientStatistics:
+        """A copy with the components `index` replaced by those of `part` (and its count)."""
+        out = self.copy()
+        out.s0[index], out.s1[index], out.s2[index] = part.s0, part.s1, part.s2
+        out.count = part.count
+        return out
+
     def _check_compatible(self, other: SufficientStatistics) -> None:
         if self.covariance_type != other.covariance_type:
             raise ValueError(

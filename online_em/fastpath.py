@@ -10,7 +10,8 @@ vectorised path, so the two agree to rounding. The model hands its state to an e
 `DiagonalEngine` (diag and spherical, up to MAX_DIAGONAL_FEATURES features) and `FullEngine`
 (full, up to MAX_FULL_FEATURES features). The last two run straight-line code generated for the
 number of features, and `FullEngine` updates its precisions by rank one between exact
-factorisations (see FIRST_ORDER_LIMIT).
+factorisations (see FIRST_ORDER_LIMIT); beyond MAX_FULL_FEATURES, `online_em.array_engine` does
+the same with numpy over the components. The model hands an engine its active components only.
 
 >>> import numpy as np
 >>> from online_em.stats import SufficientStatistics
@@ -94,7 +95,7 @@ def make_engine(stats, recency, average, average_weights, n_averaged, pending, t
 
 
 class Engine:
-    """What both engines share: the state they take from the model and give back, and averaging."""
+    """What the engines share: the state they take from the model and give back, and averaging."""
 
     __slots__ = (
         "covariance_type", "shift", "s0", "s1", "s2", "count", "rho", "avg", "avg_weights", "n_averaged", "pending", "t",

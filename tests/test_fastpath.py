@@ -61,6 +61,11 @@ def test_engine_matches_the_numpy_path_with_free_slots(covariance_type, n_featur
     X, _ = synthetic_mixture(3000, n_features, 3, "full" if covariance_type == "full" else "diag", seed=7)
     fast = _agree_along(X, 8, covariance_type, warm_up=300, average_after=1000)
     assert fast.n_active_components_ < 8
+    fast.learn_one(dict(enumerate(X[0].tolist())))  # the engine holds the active components only
+    active = np.flatnonzero(fast.weights_ > 0).tolist()
+    fast.learn_one(dict(enumerate(X[1].tolist())))
+    assert fast._slots == active and len(fast._engine.s0) == len(active)
+    assert {fast.predict_one(dict(enumerate(row))) for row in X[:300].tolist()} <= set(active)
 
 
 @pytest.mark.parametrize("covariance_type", ["diag", "spherical", "full"])

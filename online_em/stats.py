@@ -356,9 +356,8 @@ class SufficientStatistics:
         mass, taken = self.s0 * total, batch.s0
         s0 = self.s0 + steps.weight_step(total, m, halflife) * (taken / m - self.s0)
         eta = steps.component_steps(mass, taken, alpha, None if halflife is None else halflife * s0)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            keep = np.where(self.s0 > 0.0, (1.0 - eta) * s0 / self.s0, 0.0)
-            take = np.where(taken > 0.0, eta * s0 / taken, 0.0)
+        keep = np.divide((1.0 - eta) * s0, self.s0, out=np.zeros_like(s0), where=self.s0 > 0.0)
+        take = np.divide(eta * s0, taken, out=np.zeros_like(s0), where=taken > 0.0)
         if self.covariance_type == "tied":
             # The shared within-component scatter: each component's share of it blended with
             # its step (the batch's pooled scatter standing for the component's), plus what the

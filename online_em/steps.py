@@ -156,10 +156,25 @@ def component_step(mass: float, taken: float, alpha: float, memory: float | None
     return floor if floor > step else step
 
 
+# Up to this many components `component_steps` maps `component_step` over plain floats: numpy's
+# dozen calls on arrays of a few values cost about 12 us, the floats 0.3 us a component.
+SCALAR_COMPONENTS = 16
+
+
 def component_steps(mass: np.ndarray, taken: np.ndarray, alpha: float,
                     memory: np.ndarray | None = None) -> np.ndarray:
-    """`component_step` for arrays of components (the batch path)."""
+    """`component_step` for arrays of components (the batch path).
+
+    >>> component_steps(np.array([100.0, 0.0]), np.array([3.0, 0.0]), 0.6).tolist() == [
+    ...     component_step(100.0, 3.0, 0.6), 0.0]
+    True
+
+    """
     mass = np.asarray(mass, dtype=np.float64)
+    if mass.size <= SCALAR_COMPONENTS:
+        memories = [None] * mass.size if memory is None else np.asarray(memory, dtype=np.float64).tolist()
+        return np.array([component_step(n, r, alpha, h) for n, r, h in
+                         zip(mass.tolist(), np.asarray(taken, dtype=np.float64).tolist(), memories)])
     after = mass + taken
     with np.errstate(divide="ignore", invalid="ignore"):
         if alpha == 1.0:

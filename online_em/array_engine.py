@@ -187,14 +187,6 @@ class FullArrayEngine(Engine):
         values, total = self._labelling_log_probs(self._centred(row))
         return (values - math.log(total)).tolist()
 
-    def novelty(self, row) -> float:
-        """The squared Mahalanobis distance of the row to the nearest active component of the iterate."""
-        parameters, _ = self.iterate
-        _, _, _, dv, vv = self._iterate_log_probs(parameters, self._centred(row))
-        g, ge2 = parameters[3], parameters[4]
-        distances = (g * dv - ge2 * vv)[self.s0 > 0.0]
-        return float(distances.min()) if len(distances) else math.inf
-
     # ---------------------------------------------------------------- learning
 
     def learn_predict(self, row, predict: bool = True, limit: float | None = None) -> int | None:

@@ -266,14 +266,6 @@ class ScalarEngine(Engine):
         xc = row[0] - self.shift[0]
         return [c - log_total - h * (xc - m) * (xc - m) for c, m, h in zip(constants, means, half_precisions)]
 
-    def novelty(self, row) -> float:
-        """The squared Mahalanobis distance of the row to the nearest active component of the
-        iterate (what `online_em.novelty` tests)."""
-        _, means, half_precisions, _ = self.iterate
-        xc = row[0] - self.shift[0]
-        return 2.0 * min((h * (xc - m) * (xc - m) for m, h, a in zip(means, half_precisions, self.s0) if a > 0.0),
-                         default=math.inf)
-
     def predict(self, row) -> int:
         constants, means, half_precisions, _ = self.reported or self._shown_average() or self._iterate_reported()
         xc = row[0] - self.shift[0]
@@ -566,23 +558,6 @@ def _inference_source(D: int, iterate_form, reported_form) -> str:
     lines += _indent(_evaluate_all(iterate_form, "self._iterate_reported()"), 2)
     lines += ["    else:", *_indent(_evaluate_all(reported_form, "reported"), 2)]
     lines += ["    log_total = log(total)", "    return [v - log_total for v in values]", ""]
-    unpack, body, value = iterate_form
-    lines += [
-        "def novelty(self, row):",
-        *_indent(_centre(D)),
-        "    best = inf",
-        "    s0 = self.s0",
-        "    k = 0",
-        f"    for {unpack} in self.iterate[0]:",
-        "        if s0[k] > 0.0:",
-        *_indent(body, 3),
-        f"            q = c - ({value})",
-        "            if q < best:",
-        "                best = q",
-        "        k += 1",
-        "    return 2.0 * best",
-        "",
-    ]
     return "\n".join(lines)
 
 
@@ -712,8 +687,8 @@ class _MultiEngine(Engine):
 
     def _beyond(self, wlp, limit: float) -> bool:
         """Whether the row whose weighted log densities under the iterate are `wlp` lies beyond
-        `limit` (a squared Mahalanobis distance) from every active component: `novelty`'s test,
-        on the E-step `learn_predict` has made."""
+        `limit` (a squared Mahalanobis distance) from every active component: the test of
+        `online_em.novelty`, on the E-step `learn_predict` has made."""
         near = math.inf
         for component, w, a in zip(self.iterate[0], wlp, self.s0):
             if a > 0.0:

@@ -15,6 +15,10 @@ from .stats import AVERAGE_EVERY, COLLAPSE_WEIGHT, MixtureParameters, Sufficient
 
 __all__ = ["ModelState", "OnlineGaussianMixture"]
 
+# `_params` is to be derived again from the statistics when next read (Ellipsis: a copy or a
+# pickle of a model keeps it as itself).
+_STALE = Ellipsis
+
 
 # Deviations are squared in float64: beyond this magnitude their squares (and sums of them) overflow.
 MAX_ABS_VALUE = 1e152
@@ -259,7 +263,7 @@ class OnlineGaussianMixture(base.Clusterer):
         self._t = 0
         self._n_reseeds = 0
         self._n_skipped = 0  # points with nothing observed: not learned
-        self._params: MixtureParameters | None = None  # cache: parameters of the iterate, for E-steps
+        self._params = None  # cache: parameters of the iterate, for E-steps (see `_params`)
         # Each component's recent share of the points (blended with the global step): the
         # E-step's prior weights (see `online_em.steps.prior_weights`).
         self._recency: np.ndarray | None = None
@@ -570,7 +574,7 @@ class OnlineGaussianMixture(base.Clusterer):
         (self._stats, self._recency, self._average, self._average_weights, self._n_averaged,
          self._pending_average, self._t) = self._engine_state()
         self._engine = self._slots = None
-        self._params = self._e_step_parameters()
+        self._params = _STALE  # (derived when next read)
         self._reported = None
 
     def learn_many(self, X: typing.Any) -> None:
@@ -619,7 +623,7 @@ class OnlineGaussianMixture(base.Clusterer):
         self._recency = self._stats.s0.copy()
         self._buffer = []
         self._fits = None
-        self._params = self._e_step_parameters()
+        self._params = _STALE  # (derived when next read)
         self._reported = None
         self._t = len(buffer)
         self._born = np.where(self._stats.s0 > 0, self._t, -1)
@@ -801,6 +805,20 @@ class OnlineGaussianMixture(base.Clusterer):
         self._average_begins(k)
         return k
 
+    @property
+    def _params(self) -> MixtureParameters | None:
+        """The iterate's parameters for E-steps (`_e_step_parameters`), derived when first read
+        after the statistics changed: a run of one-point calls that the engine takes over next
+        (after a row with a missing value, say) never needs them."""
+        params = self._iterate_parameters
+        if params is _STALE:
+            params = self._iterate_parameters = self._e_step_parameters()
+        return params
+
+    @_params.setter
+    def _params(self, value) -> None:
+        self._iterate_parameters = value
+
     def _e_step_parameters(self, stats: SufficientStatistics | None = None,
                            recency: np.ndarray | None = None) -> MixtureParameters:
         """The iterate's parameters with the E-step's prior weights (of the model's statistics
@@ -811,7 +829,7 @@ class OnlineGaussianMixture(base.Clusterer):
         return dataclasses.replace(params, weights=steps.prior_weights(recency, params.weights))
 
     def _structure_changed(self) -> None:
-        self._params = self._e_step_parameters()
+        self._params = _STALE  # (derived when next read)
         self._reported = None
         self._watching = self._watches()
 
@@ -942,7 +960,7 @@ class OnlineGaussianMixture(base.Clusterer):
         self._stats.learn(batch, self.alpha, self.halflife)
         self._t += m
         self._since_check += m
-        self._params = self._e_step_parameters()
+        self._params = _STALE  # (derived when next read)
         if self._average is None:
             self._reported = None  # the iterate is what is reported
         self._accumulate_average(m)
@@ -1014,7 +1032,7 @@ class OnlineGaussianMixture(base.Clusterer):
             self._reseed(int(k), point, params)
         if self._average is not None:
             self._average_weights = self._stats.s0 / self._stats.s0.sum()
-        self._params = self._e_step_parameters()
+        self._params = _STALE  # (derived when next read)
         self._reported = None
 
     def _reseed(self, k: int, point: np.ndarray, params: MixtureParameters) -> None:
@@ -1108,7 +1126,7 @@ class OnlineGaussianMixture(base.Clusterer):
         self._moves = {"births": 0, "merges": 0, "prunes": 0, "splits": 0}
         self._moves.update(state.moves)  # (files before splits have none)
         self._engine, self._slots, self._fits = None, None, None
-        self._params = self._e_step_parameters() if state.stats is not None else None
+        self._params = _STALE if state.stats is not None else None
         self._reported = None
         self._watching = self._watches()
 

@@ -10,13 +10,12 @@ only when the tracking's error bounds call for it. Those bounds are FullEngine's
 DRIFT_LIMIT), with a tighter estimate of the precision's largest eigenvalue than its trace:
 the largest absolute row sum of P at the last exact factorisation, times g (a rank-one downdate
 never raises it, and g scales it). In D = 64 the trace overstates it about D-fold, and with it
-FullEngine's drift estimate would refactor some component at almost every point. The statistics, the schedule and the Polyak
-average are those of the other engines (`online_em.steps`), so it agrees with learning each point
-as a batch of one to rounding (tests hold it so).
+FullEngine's drift estimate would refactor some component at almost every point. The statistics,
+the schedule and the Polyak average are those of the other engines (`online_em.steps`), so it
+agrees with learning each point as a batch of one to rounding (tests hold it so).
 
 >>> import numpy as np
 >>> from online_em.stats import SufficientStatistics
->>> rng = np.random.default_rng(0)
 >>> D = 20
 >>> s1 = np.stack([np.zeros(D), np.full(D, 5.0)]) * 0.5
 >>> s2 = np.stack([np.eye(D) + np.outer(m, m) for m in (np.zeros(D), np.full(D, 5.0))]) * 0.5
@@ -55,8 +54,8 @@ class FullArrayEngine(Engine):
     The iterate is (constants, centred means, P_hat, g, eps g^2), each an array over the
     components, with `track` = (log det T, tr P_hat, eps, r, drift) as `fastpath.FullEngine`
     keeps per component, and lam, the bound on P_hat's largest eigenvalue: the log density is
-    constant - (g d'P_hat d - eps g^2 |P_hat d|^2) / 2 for d = x - mean. The reported parameters (the Polyak average) are (constants, means, W),
-    W = L^-1 for the Cholesky factors L, exact."""
+    constant - (g d'P_hat d - eps g^2 |P_hat d|^2) / 2 for d = x - mean. The reported parameters
+    (the Polyak average) are (constants, means, W), W = L^-1 for the Cholesky factors L, exact."""
 
     __slots__ = ("track", "lam", "n_features")
 

@@ -212,14 +212,10 @@ class FullArrayEngine(Engine):
         gamma = point_step(self.t, RECENCY_ALPHA, halflife)
         share = weight_step(before, 1.0, halflife)
         a_old = self.s0
-        active = (a_old > 0.0) | (r > 0.0)  # an inactive slot: nothing of it changes
-        every = bool(active.all())
         a = a_old + share * (r - a_old)
         eta = component_steps(a_old * before, r, self.alpha, None if halflife is None else halflife * a)
         keep = np.divide((1.0 - eta) * a, a_old, out=np.zeros_like(a), where=a_old > 0.0)
         take = eta * a
-        if not every:
-            keep[~active], take[~active] = 1.0, 0.0
         s1, s2 = self.s1, self.s2
         s1 *= keep[:, None]
         s1 += take[:, None] * x
@@ -230,15 +226,15 @@ class FullArrayEngine(Engine):
         prior = np.maximum(prior, PRIOR_FLOOR * a)
         total = float(prior.sum())
         log_weights = np.where(a > 0.0, np.log(np.where(a > 0.0, prior, 1.0)), -math.inf)
-        self.iterate = (self._updated(parameters, a_old, a, keep, take, log_weights, v, dv, vv, active, every), total)
+        self.iterate = (self._updated(parameters, a_old, a, keep, take, log_weights, v, dv, vv), total)
         if self.t >= self.due:
             self._average()
         live = a[a > 0.0]
         lightest = float(live.min()) if len(live) else math.inf
         return label if lightest >= COLLAPSE_WEIGHT * total else -1 - label
 
-    def _updated(self, parameters, a_old, a, keep, take, log_weights, v, dv, vv, active, every):
-        """The iterate after the update: each active component's precision by a Sherman-Morrison
+    def _updated(self, parameters, a_old, a, keep, take, log_weights, v, dv, vv):
+        """The iterate after the update: each component's precision by a Sherman-Morrison
         step, or factored again exactly when the tracking's bounds call for it (as FullEngine)."""
         D = self.n_features
         _, _, precision, g, _ = parameters
@@ -267,15 +263,7 @@ class FullArrayEngine(Engine):
         tracked &= np.abs(eps) * np.sqrt(g * lam) * np.sqrt(np.abs(precision_trace)) < FIRST_ORDER_LIMIT
         constants = log_weights - 0.5 * (log_det + eps * precision_trace) - D * _HALF_LOG_2PI
         ge2 = eps * g * g
-        old_constants, old_means, old_precision, old_g, old_ge2 = parameters
-        if not every:  # inactive slots keep their iterate and tracking
-            inactive = ~active
-            constants[inactive], means[inactive], precision[inactive] = (
-                old_constants[inactive], old_means[inactive], old_precision[inactive])
-            g[inactive], ge2[inactive] = old_g[inactive], old_ge2[inactive]
-            for new, old in zip((log_det, trace, eps, r, drift), self.track):
-                new[inactive] = old[inactive]
-        refresh = np.flatnonzero(active & ~tracked)
+        refresh = np.flatnonzero(~tracked)
         if len(refresh):
             exact_means, _, exact_precision, exact_log_det, exact_trace, exact_r, repaired, largest = self._exact(
                 a[refresh], self.s1[refresh], self.s2[refresh])

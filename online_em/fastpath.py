@@ -324,15 +324,9 @@ class ScalarEngine(Engine):
         constants, means, half_precisions = [], [], []
         total = 0.0
         lightest = math.inf
-        old_constants, old_means, old_half_precisions, _ = self.iterate
         for k, weight in enumerate(weights):
             r = weight * norm
             a_old = s0[k]
-            if a_old == 0.0 and r == 0.0:  # an inactive slot: nothing of it changes
-                constants.append(old_constants[k])
-                means.append(old_means[k])
-                half_precisions.append(old_half_precisions[k])
-                continue
             mass = a_old * before
             a = s0[k] = a_old + share * (r - a_old)
             eta = component_step(mass, r, alpha, None if halflife is None else halflife * a)
@@ -618,9 +612,6 @@ def _learn_source(D: int, iterate_form, reported_form, update: list[str], produc
         "    for k, weight in enumerate(weights):",
         "        r = weight * norm",
         "        a_old = s0[k]",
-        "        if a_old == 0.0 and r == 0.0:  # an inactive slot: nothing of it changes",
-        "            updated.append(self.iterate[0][k])",
-        "            continue",
         "        mass = a_old * before",
         "        a = s0[k] = a_old + share * (r - a_old)",
         "        eta = component_step(mass, r, alpha, None if halflife is None else halflife * a)",

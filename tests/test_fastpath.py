@@ -56,8 +56,8 @@ def test_engine_matches_the_numpy_path(covariance_type, n_features):
 
 @pytest.mark.parametrize("covariance_type, n_features", [("diag", 3), ("full", 2), ("full", 4)])
 def test_engine_matches_the_numpy_path_with_free_slots(covariance_type, n_features):
-    """Room for 8 components, 3 clusters: the engines skip the inactive slots (nothing of them
-    changes) and hold novel points back; labels, densities and parameters stay the numpy path's."""
+    """Room for 8 components, 3 clusters: the model hands the engine its active components only
+    and holds novel points back; labels, densities and parameters stay the numpy path's."""
     X, _ = synthetic_mixture(3000, n_features, 3, "full" if covariance_type == "full" else "diag", seed=7)
     fast = _agree_along(X, 8, covariance_type, warm_up=300, average_after=1000)
     assert fast.n_active_components_ < 8

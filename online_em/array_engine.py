@@ -33,7 +33,7 @@ import math
 import numpy as np
 
 from .fastpath import DRIFT_BUDGET, FIRST_ORDER_LIMIT, NOVEL, SCALE_LIMIT, Engine, NotLearnable
-from .stats import COLLAPSE_WEIGHT, RELATIVE_COVARIANCE_FLOOR, TINY_MASS, SufficientStatistics, cholesky_full
+from .stats import COLLAPSE_WEIGHT, RELATIVE_COVARIANCE_FLOOR, TINY_MASS, SufficientStatistics, factored
 from .steps import PRIOR_FLOOR, RECENCY_ALPHA, component_steps, point_step, weight_step
 
 __all__ = ["FullArrayEngine"]
@@ -108,27 +108,13 @@ class FullArrayEngine(Engine):
         mass = s0 + TINY_MASS
         means = s1 / mass[:, None]
         cov = s2 / mass[:, None, None] - means[:, :, None] * means[:, None, :]
-        diagonal = _diagonals(cov)
-        diagonal += self.reg_covar
-        floor = RELATIVE_COVARIANCE_FLOOR * diagonal.max(axis=1)
-        diagonal += floor[:, None]
-        repaired = np.zeros(len(s0), dtype=bool)
-        try:
-            chol = np.linalg.cholesky(cov)
-        except np.linalg.LinAlgError:
-            chol = np.empty_like(cov)
-            for k, matrix in enumerate(cov):
-                try:
-                    chol[k] = np.linalg.cholesky(matrix)
-                except np.linalg.LinAlgError:
-                    chol[k] = _repaired_factor(matrix, self.reg_covar)
-                    repaired[k] = True
-        inverse = np.linalg.inv(chol)
+        _diagonals(cov)[...] += self.reg_covar
+        _, inverse, log_det_w, largest, repaired = factored(cov, self.reg_covar)
         precision = np.matmul(np.swapaxes(inverse, 1, 2), inverse)
-        log_det = 2.0 * np.log(_diagonals(np.ascontiguousarray(chol))).sum(axis=1)
         trace = _diagonals(precision).sum(axis=1)
-        largest = np.abs(precision).sum(axis=2).max(axis=1)
-        return means, inverse, precision, log_det, trace, self.reg_covar + floor, repaired, largest
+        bound = np.abs(precision).sum(axis=2).max(axis=1)
+        floor = RELATIVE_COVARIANCE_FLOOR * largest[:, 0]
+        return means, inverse, precision, -2.0 * log_det_w, trace, self.reg_covar + floor, repaired, bound
 
     def _constants(self, log_weights, log_det):
         return log_weights - 0.5 * log_det - self.n_features * _HALF_LOG_2PI
@@ -278,8 +264,3 @@ class FullArrayEngine(Engine):
         self.lam = lam
         return constants, means, precision, g, ge2
 
-
-def _repaired_factor(matrix: np.ndarray, reg_covar: float) -> np.ndarray:
-    """The Cholesky factor of a covariance that is not positive definite, repaired as the
-    vectorised path repairs it (`stats.cholesky_full`)."""
-    return cholesky_full(matrix[None], reg_covar)[0]

@@ -34,7 +34,7 @@ import numpy as np
 
 from . import steps
 
-__all__ = ["COVARIANCE_TYPES", "TINY_MASS", "SufficientStatistics", "MixtureParameters", "cholesky_full"]
+__all__ = ["COVARIANCE_TYPES", "TINY_MASS", "SufficientStatistics", "MixtureParameters", "cholesky_full", "factored"]
 
 COVARIANCE_TYPES = ("full", "diag", "spherical", "tied")
 
@@ -438,7 +438,7 @@ def _full_parameters(
     modify, with the natural parameters of the next E-step from the same factors: the same
     results in about half the numpy calls of the two apart (this runs after every batch)."""
     K, D = centred_means.shape
-    cov, inverse, log_det, largest = _factored(cov, reg_covar)
+    cov, inverse, log_det, largest, _ = factored(cov, reg_covar)
     params = MixtureParameters(
         "full", weights, centred_means + shift, cov, np.swapaxes(inverse, 1, 2), log_det, shift
     )
@@ -457,20 +457,29 @@ def _full_parameters(
     return params
 
 
-def _factored(cov: np.ndarray, reg_covar: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def factored(cov: np.ndarray, reg_covar: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Full (or tied) covariances, C-contiguous and the caller's to modify: add the floor of
     RELATIVE_COVARIANCE_FLOOR times each one's largest variance, and factor them. Returns the
     covariances (as repaired, if any was not positive definite), W = L^-1 for their Cholesky
-    factors L (the precision is W'W), log det W, and each one's largest variance before the floor."""
+    factors L (the precision is W'W), log det W, each one's largest variance before the floor
+    (keeping its axis), and which were repaired.
+
+    >>> cov = np.array([[[4.0, 0.0], [0.0, 1.0]], [[1.0, 2.0], [2.0, 1.0]]])  # the second is not
+    >>> _, W, log_det, largest, repaired = factored(cov, 1e-6)
+    >>> round(float(log_det[0]), 6), largest.ravel().tolist(), repaired.tolist()
+    (-0.693147, [4.0, 1.0], [False, True])
+
+    """
     diagonal = _diagonal(cov)
     largest = diagonal.max(axis=-1, keepdims=True)
     diagonal += RELATIVE_COVARIANCE_FLOOR * largest
     try:
         chol = np.linalg.cholesky(cov)
+        repaired = np.zeros(cov.shape[:-2], dtype=bool)
     except np.linalg.LinAlgError:
-        chol = _repaired_cholesky(cov, reg_covar)
+        chol, repaired = _repaired_cholesky(cov, reg_covar)
         cov = np.matmul(chol, np.swapaxes(chol, -1, -2))  # as repaired
-    return cov, np.linalg.inv(chol), -np.log(_diagonal(chol)).sum(axis=-1), largest
+    return cov, np.linalg.inv(chol), -np.log(_diagonal(chol)).sum(axis=-1), largest, repaired
 
 
 def _natural_constants(
@@ -634,18 +643,21 @@ def cholesky_full(cov: np.ndarray, reg_covar: float) -> np.ndarray:
     try:
         return np.linalg.cholesky(cov)
     except np.linalg.LinAlgError:
-        return _repaired_cholesky(cov, reg_covar)
+        return _repaired_cholesky(cov, reg_covar)[0]
 
 
-def _repaired_cholesky(cov: np.ndarray, reg_covar: float) -> np.ndarray:
-    """`cholesky_full` once the stack has failed: factor matrix by matrix, repairing failures."""
+def _repaired_cholesky(cov: np.ndarray, reg_covar: float) -> tuple[np.ndarray, np.ndarray]:
+    """`cholesky_full` once the stack has failed: factor matrix by matrix, repairing failures;
+    also which were repaired."""
     stack = cov.reshape((-1,) + cov.shape[-2:])
     chol = np.empty_like(stack)
+    failed = np.zeros(len(stack), dtype=bool)
     floor = max(reg_covar, np.finfo(np.float64).tiny)
     for k, matrix in enumerate(stack):
         try:
             chol[k] = np.linalg.cholesky(matrix)
         except np.linalg.LinAlgError:
+            failed[k] = True
             values, vectors = np.linalg.eigh(matrix)
             scale = max(float(np.abs(values).max()), floor)
             values = np.maximum(values, max(floor, scale * 1e-12))
@@ -655,7 +667,7 @@ def _repaired_cholesky(cov: np.ndarray, reg_covar: float) -> np.ndarray:
                 chol[k] = np.linalg.cholesky(repaired)
             except np.linalg.LinAlgError:
                 chol[k] = np.diag(np.sqrt(np.maximum(np.diag(repaired), floor)))
-    return chol.reshape(cov.shape)
+    return chol.reshape(cov.shape), failed.reshape(cov.shape[:-2])
 
 
 class _WeightFree:
@@ -735,7 +747,7 @@ class MixtureParameters:
         elif covariance_type in ("full", "tied"):
             if not (_owned and covariances.flags.c_contiguous):
                 covariances = np.array(covariances)  # a copy: the floor goes on in place
-            covariances, inverse, log_det, _ = _factored(covariances, reg_covar)
+            covariances, inverse, log_det, _, _ = factored(covariances, reg_covar)
             # precision = (L L^T)^-1 = L^-T L^-1, so its upper factor is L^-T.
             prec_chol = np.swapaxes(inverse, -1, -2)
         else:

@@ -39,7 +39,7 @@ from .stats import (
     COLLAPSE_WEIGHT,
     RELATIVE_COVARIANCE_FLOOR,
     SufficientStatistics,
-    cholesky_full,
+    factored,
 )
 
 __all__ = ["NOVEL", "supports", "make_engine", "Engine", "ScalarEngine", "PairEngine", "DiagonalEngine", "FullEngine"]
@@ -894,16 +894,14 @@ class FullEngine(_MultiEngine):
         cov = np.zeros((D, D))
         cov[rows, cols] = lower
         cov[cols, rows] = lower
-        diagonal = np.arange(D)
-        cov[diagonal, diagonal] += self.reg_covar
-        floor = RELATIVE_COVARIANCE_FLOOR * cov[diagonal, diagonal].max()
-        cov[diagonal, diagonal] += floor
-        chol = cholesky_full(cov[None], self.reg_covar)[0]
-        inverse = np.linalg.inv(chol)
+        cov[np.arange(D), np.arange(D)] += self.reg_covar
+        # the vectorised path's floor and repair
+        _, inverse, log_det_w, largest, _ = factored(cov[None], self.reg_covar)
+        inverse = inverse[0]
         precision = inverse.T @ inverse
         return (
-            2.0 * float(np.log(np.diag(chol)).sum()),
-            self.reg_covar + floor,
+            -2.0 * float(log_det_w[0]),
+            self.reg_covar + RELATIVE_COVARIANCE_FLOOR * float(largest[0, 0]),
             mean.tolist(),
             inverse[rows, cols].tolist(),
             precision[rows, cols].tolist(),

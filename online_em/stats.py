@@ -34,7 +34,7 @@ import numpy as np
 
 from . import steps
 
-__all__ = ["COVARIANCE_TYPES", "TINY_MASS", "SufficientStatistics", "MixtureParameters", "cholesky_full", "factored"]
+__all__ = ["COVARIANCE_TYPES", "TINY_MASS", "SufficientStatistics", "MixtureParameters", "factored"]
 
 COVARIANCE_TYPES = ("full", "diag", "spherical", "tied")
 
@@ -634,21 +634,11 @@ def _diagonal(matrices: np.ndarray) -> np.ndarray:
     return matrices.reshape(matrices.shape[:-2] + (D * D,))[..., :: D + 1]
 
 
-def cholesky_full(cov: np.ndarray, reg_covar: float) -> np.ndarray:
-    """Lower Cholesky factors of a stack of covariances, repairing any that are not positive definite.
-
-    A matrix that fails (rounding, or a component that collapsed) has its eigenvalues clipped at
-    `reg_covar` rather than raising, so that the model always has usable parameters.
-    """
-    try:
-        return np.linalg.cholesky(cov)
-    except np.linalg.LinAlgError:
-        return _repaired_cholesky(cov, reg_covar)[0]
-
-
 def _repaired_cholesky(cov: np.ndarray, reg_covar: float) -> tuple[np.ndarray, np.ndarray]:
-    """`cholesky_full` once the stack has failed: factor matrix by matrix, repairing failures;
-    also which were repaired."""
+    """Lower Cholesky factors of a stack of covariances that failed as a whole, matrix by matrix:
+    one that fails (rounding, or a component that collapsed) has its eigenvalues clipped at
+    `reg_covar` rather than raising, so that the model always has usable parameters. Also which
+    were repaired."""
     stack = cov.reshape((-1,) + cov.shape[-2:])
     chol = np.empty_like(stack)
     failed = np.zeros(len(stack), dtype=bool)

@@ -261,3 +261,31 @@ def test_the_hot_path_for_plain_floats_equals_the_general_reading_of_a_point():
     assert plain._engine is not None and other._engine is not None
     np.testing.assert_array_equal(plain.means_, other.means_)
     np.testing.assert_array_equal(plain.covariances_, other.covariances_)
+
+
+@pytest.mark.parametrize("n_features", [3, HIGH_D])
+def test_a_covariance_that_is_not_positive_definite_is_repaired_as_the_arrays_repair_it(n_features):
+    """A collapsed component's covariance (indefinite here) goes through `stats.factored`, the
+    vectorised path's floor and repair, in either full engine: its log determinant is the arrays',
+    it is flagged for an exact refresh at its next update, and the engine goes on learning."""
+    from online_em.stats import SufficientStatistics, factored
+
+    D = n_features
+    means = np.stack([np.zeros(D), np.full(D, 3.0)])
+    bad = np.eye(D)
+    bad[0, 1] = bad[1, 0] = 2.0  # eigenvalues -1 and 3: not positive definite
+    s2 = 0.5 * np.stack([np.eye(D) + np.outer(means[0], means[0]), bad + np.outer(means[1], means[1])])
+    stats = SufficientStatistics("full", np.zeros(D), np.array([0.5, 0.5]), 0.5 * means, s2, 100.0)
+    engine = fastpath.make_engine(stats, stats.s0, None, None, 0, 0, 100, 0.6, 0.0, None)
+    _, _, log_det_w, _, repaired = factored(bad[None].copy(), 0.0)
+    assert repaired.tolist() == [True]
+    if D <= fastpath.MAX_FULL_FEATURES:  # per component: [log det, trace, eps, r, drift]
+        log_det, drift = engine.track[1][0], engine.track[1][4]
+    else:  # per quantity, over the components
+        log_det, drift = engine.track[0][1], engine.track[4][1]
+    # (the clipped eigenvalue, about 1e-12 of the largest, carries the rounding of the moments)
+    assert log_det == pytest.approx(-2.0 * log_det_w[0], rel=1e-5)
+    assert drift == np.inf
+    assert np.isfinite(engine.weighted_log_probs(np.full(D, 3.0).tolist())).all()
+    assert engine.learn_predict(np.full(D, 0.1).tolist()) in (0, 1)
+    assert np.isfinite(engine.weighted_log_probs(np.full(D, 3.0).tolist())).all()

@@ -48,7 +48,7 @@ SYSTEMS = ("ours", "ours-full-K3", "hst")
 BLOB_CENTRES = ((0.0, 0.0), (8.0, 0.0), (4.0, 7.0))
 OUTLIER_BOX = (-10.0, 18.0)
 BLOB_POINTS = 20_000
-QUICK_POINTS = 3_000
+QUICK_POINTS = 1_500
 
 
 def blobs(n: int, seed: int, outlier_share: float = 0.01) -> tuple[np.ndarray, np.ndarray]:

@@ -208,8 +208,8 @@ class FullArrayEngine(Engine):
         s2 *= keep[:, None, None]
         s2 += take[:, None, None] * (x[:, None] * x)
         self.s0 = a
-        prior = self.rho = self.rho * (1.0 - gamma) + gamma * r
-        prior = np.maximum(prior, PRIOR_FLOOR * a)
+        self.rho = self.rho * (1.0 - gamma) + gamma * r
+        prior = self._prior_masses()
         total = float(prior.sum())
         log_weights = np.where(a > 0.0, np.log(np.where(a > 0.0, prior, 1.0)), -math.inf)
         self.iterate = (self._updated(parameters, a_old, a, keep, take, log_weights, v, dv, vv), total)

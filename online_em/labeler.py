@@ -248,6 +248,7 @@ class _Labeler:
         else:
             self._blocks(read)
         self.out.flush()
+        self.guard.poll()
 
     # -- helpers
 
@@ -307,6 +308,7 @@ class _Labeler:
         pending: list[bytes] = []  # pieces of a line whose end has not been read yet
         while True:
             self.out.flush()
+            self.guard.poll()  # a signal that came while the flush was writing
             chunk = read()
             if not chunk:
                 break
@@ -446,6 +448,7 @@ class _Labeler:
         n_pending = 0  # line ends in pending
         while True:
             self.out.flush()
+            self.guard.poll()  # a signal that came while the flush was writing
             chunk = read()
             if chunk:
                 pending.append(chunk)
@@ -602,8 +605,8 @@ def _run(ctx: click.Context, files: tuple, options: dict, *, output: str | None,
     parser = _make_parser(ctx, options, model, _check_size(ctx, model, options))
     files = list(files) or ["-"]
     stdin = _binary(sys.stdin)
-    out = open_stdout()
     guard = _SignalGuard()
+    out = open_stdout(hold=guard)
     show = _want_progress(files, sys.stderr) if progress_flag is None else progress_flag
     state = options.get("state")
     labeler = None

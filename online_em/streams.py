@@ -8,7 +8,12 @@ lone ``\\r`` (old Mac line ends) both end a line, as ``\\n`` does. Only chunks t
 Output (`open_stdout`): a `io.BufferedWriter` over file descriptor 1 of its own, so that
 ``PYTHONUNBUFFERED=1`` does not make a system call of every line; a failed write raises
 `WriteError` (say, "No space left on device") or `BrokenPipeError` once, after which the
-stream discards what it is given, so the interpreter's last flush is quiet.
+stream discards what it is given, so the interpreter's last flush is quiet. Given a `hold` (the
+labeler's signal guard), the stream sets its `critical` flag while bytes are being written: a
+signal handler that raised just after a write had returned would leave the buffered writer
+unaware that those bytes went out, and they would be written twice. On a pipe it first waits for
+room (a signal may end that wait, nothing written) and writes at most PIPE_BUF bytes at a time,
+so that such a write does not block.
 
 >>> import io
 >>> read = Reader(io.BytesIO(b"\\xef\\xbb\\xbf1\\r2\\r\\n3\\n"), 3)
@@ -22,6 +27,7 @@ from __future__ import annotations
 import io
 import os
 import select
+import stat
 import sys
 import typing
 
@@ -75,10 +81,15 @@ class WriteError(Exception):
 class _Stdout(io.RawIOBase):
     """File descriptor 1 as a raw stream that fails once (see the module docstring)."""
 
-    def __init__(self, fd: int):
+    def __init__(self, fd: int, hold: typing.Any = None):
         super().__init__()
         self._fd = fd
         self.failed = False
+        self._hold = hold  # an object with a `critical` flag, set while bytes are written
+        try:
+            self._pipe = stat.S_ISFIFO(os.fstat(fd).st_mode) and hasattr(select, "PIPE_BUF")
+        except OSError:
+            self._pipe = False
 
     def writable(self) -> bool:
         return True
@@ -91,7 +102,9 @@ class _Stdout(io.RawIOBase):
             return len(data)
         while True:
             try:
-                return os.write(self._fd, data)
+                if self._hold is None:
+                    return os.write(self._fd, data)
+                return self._held_write(data)
             except BlockingIOError:  # a non-blocking descriptor: wait until it takes more
                 select.select([], [self._fd], [])
             except BrokenPipeError:
@@ -102,9 +115,23 @@ class _Stdout(io.RawIOBase):
                 raise WriteError(error) from None
 
 
-def open_stdout(buffer_size: int = 1 << 16) -> typing.BinaryIO:
+    def _held_write(self, data) -> int:
+        """One write with the hold's `critical` flag set (see the module docstring)."""
+        if self._pipe:
+            select.select([], [self._fd], [])  # room for PIPE_BUF bytes, or the signal's exception
+            data = memoryview(data)[: select.PIPE_BUF]
+        hold = self._hold
+        before, hold.critical = hold.critical, True
+        try:
+            return os.write(self._fd, data)
+        finally:
+            hold.critical = before
+
+
+def open_stdout(buffer_size: int = 1 << 16, hold: typing.Any = None) -> typing.BinaryIO:
     """A buffered binary stdout of the command's own on descriptor 1 (sys.stdout's byte stream
-    when stdout has no descriptor, as under a test runner; /dev/null when it is closed)."""
+    when stdout has no descriptor, as under a test runner; /dev/null when it is closed). `hold`:
+    see the module docstring."""
     if sys.stdout is None:  # started with descriptor 1 closed (>&-): nobody reads the output
         return open(os.devnull, "wb")
     try:
@@ -112,4 +139,4 @@ def open_stdout(buffer_size: int = 1 << 16) -> typing.BinaryIO:
         fd = sys.stdout.fileno()
     except (AttributeError, ValueError, OSError, io.UnsupportedOperation):
         return getattr(sys.stdout, "buffer", sys.stdout)
-    return io.BufferedWriter(_Stdout(fd), buffer_size=buffer_size)
+    return io.BufferedWriter(_Stdout(fd, hold), buffer_size=buffer_size)

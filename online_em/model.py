@@ -54,9 +54,9 @@ class OnlineGaussianMixture(base.Clusterer):
     With `adaptive` (the default), `n_components` is the *maximum* number of components, as in
     scikit-learn's BayesianGaussianMixture. The warm-up's fits choose how many the buffer
     supports, by Akaike's criterion (`online_em.selection`), from a buffer of at least
-    `selection.POINTS_PER_PARAMETER` points per parameter of the largest mixture; a smaller buffer
-    (most short data sets: 120 rows of iris against 149 parameters for 10 components) keeps all
-    `n_components`, so choose it yourself there. The other slots are inactive:
+    `selection.POINTS_PER_PARAMETER` points per parameter of one component; a smaller buffer (few
+    rows in many dimensions: 142 rows of wine against 104 parameters for one full component in 13
+    dimensions) keeps all `n_components`, so choose it yourself there. The other slots are inactive:
     weight 0, never predicted. While a slot is free, a point far from every component (beyond
     the `novelty_level` quantile of the chi-square distribution) is held back rather than
     learned, and when more such points arrive than chance explains, they start a new component

@@ -35,7 +35,7 @@ import numpy as np
 from .stats import MixtureParameters, SufficientStatistics
 
 __all__ = ["CHECK_EVERY", "CHECK_FRACTION", "MERGE_AGE", "NEWBORN_ITERATIONS", "PRUNE_AGE", "STALE_SHARE", "best_merge", "birth", "born_shares", "check_spacing",
-           "full_covariances", "merge", "merge_cost", "merge_costs", "merge_penalty", "merged_shares", "newborn_moments", "prune", "pruned_shares", "second_moment",
+           "full_covariances", "merge", "merge_cost", "merge_cost_bounds", "merge_costs", "merge_penalty", "merged_shares", "newborn_moments", "prune", "pruned_shares", "second_moment",
            "reshaped", "stale_component"]
 
 # The model looks for merges and prunes every this many points learned at first, then every
@@ -267,6 +267,47 @@ def merge_cost(params: MixtureParameters, i: int, j: int, n_i: float, n_j: float
     return float(merge_costs(params, np.array([[i, j]]), np.array([[n_i, n_j]], dtype=np.float64))[0])
 
 
+def _moment_matched(params: MixtureParameters, pairs: np.ndarray, masses: np.ndarray):
+    """For each pair (i, j) of `pairs` (P, 2) with masses (P, 2): the weights w (P, 2), the two
+    means (P, 2, D) and covariances (P, 2, D, D), and the mean (P, D) and covariance (P, D, D) of
+    the Gaussian q that matches the pair's mixture p."""
+    D = params.n_features
+    w = masses / masses.sum(axis=1, keepdims=True)
+    means = params.means[pairs]
+    covs = full_covariances(params, pairs.ravel()).reshape(len(pairs), 2, D, D)
+    mean = np.einsum("pc,pcd->pd", w, means)
+    gaps = means - mean[:, None, :]
+    cov = np.einsum("pc,pcde->pde", w, covs) + np.einsum("pc,pcd,pce->pde", w, gaps, gaps)
+    return w, means, covs, mean, cov
+
+
+def merge_cost_bounds(params: MixtureParameters, pairs: np.ndarray, masses: np.ndarray) -> np.ndarray:
+    """A lower bound on each pair's `merge_cost`, in closed form. q matches p's first two moments,
+    so KL(p || q) = H(q) - H(p); a mixture's entropy is at most its components' weighted entropy
+    plus its weights' (H(p) <= H(w) + sum_c w_c H(p_c)); so
+    (n_i + n_j) KL >= (n_i + n_j) (0.5 (log det q - sum_c w_c log det p_c) - H(w)).
+    A pair whose bound is above the merge penalty need not be estimated: on the benchmarks'
+    streams (batches of 1,024; 1-D, and D=10 diagonal) it ruled out every pair the distance screen
+    let through.
+
+    >>> from online_em.stats import MixtureParameters
+    >>> params = MixtureParameters.from_covariances("full", np.array([0.5, 0.5]), np.array([[0.0], [6.0]]),
+    ...                                             np.ones((2, 1, 1)), np.zeros(1))
+    >>> pairs, masses = np.array([[0, 1]]), np.array([[2000.0, 2000.0]])
+    >>> bool(merge_cost_bounds(params, pairs, masses)[0] <= merge_costs(params, pairs, masses)[0])
+    True
+
+    """
+    w, _, covs, _, cov = _moment_matched(params, pairs, masses)
+    sign_c, log_det_c = np.linalg.slogdet(covs)  # (P, 2)
+    sign_q, log_det_q = np.linalg.slogdet(cov)  # (P,)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        entropy = -(w * np.log(w)).sum(axis=1)
+    bound = 0.5 * (log_det_q - (w * log_det_c).sum(axis=1)) - entropy
+    valid = (sign_q > 0) & (sign_c > 0).all(axis=1) & np.isfinite(bound)
+    return np.where(valid, masses.sum(axis=1) * np.maximum(bound, 0.0), 0.0)
+
+
 def merge_costs(params: MixtureParameters, pairs: np.ndarray, masses: np.ndarray) -> np.ndarray:
     """`merge_cost` of each pair (i, j) of `pairs` (P, 2), with masses (P, 2), all at once: one
     Cholesky factor and one inverse of it per Gaussian, the three log densities of each pair's
@@ -278,12 +319,7 @@ def merge_costs(params: MixtureParameters, pairs: np.ndarray, masses: np.ndarray
     else:
         z = _STANDARD[:, :D]
     P = len(pairs)
-    w = masses / masses.sum(axis=1, keepdims=True)  # (P, 2)
-    means = params.means[pairs]  # (P, 2, D)
-    covs = full_covariances(params, pairs.ravel()).reshape(P, 2, D, D)
-    mean = np.einsum("pc,pcd->pd", w, means)
-    gaps = means - mean[:, None, :]
-    cov = np.einsum("pc,pcde->pde", w, covs) + np.einsum("pc,pcd,pce->pde", w, gaps, gaps)
+    w, means, covs, mean, cov = _moment_matched(params, pairs, masses)
     chols = np.linalg.cholesky(np.concatenate([covs, cov[:, None]], axis=1))  # (P, 3, D, D): the two and q
     whiten = np.linalg.inv(chols)
     points = (means[:, :, None, :] + z @ np.swapaxes(chols[:, :2], 2, 3)).reshape(P, 1, 2 * KL_POINTS, D)
@@ -300,7 +336,8 @@ def merge_costs(params: MixtureParameters, pairs: np.ndarray, masses: np.ndarray
 def best_merge(params: MixtureParameters, masses: np.ndarray, born: np.ndarray, t: int) -> tuple[int, int] | None:
     """The pair (keep, drop) of active components, both at least MERGE_AGE points old, whose
     `merge_cost` is lowest and below `merge_penalty`; the heavier keeps its index. None if no
-    pair qualifies."""
+    pair qualifies. Only pairs near each other (MERGE_SCREEN) whose `merge_cost_bounds` are below
+    the penalty are estimated."""
     live = np.flatnonzero((params.weights > 0) & (born >= 0) & (t - born >= MERGE_AGE))
     if len(live) < 2:
         return None
@@ -311,6 +348,9 @@ def best_merge(params: MixtureParameters, masses: np.ndarray, born: np.ndarray, 
     if not near.any():
         return None
     pairs = np.stack([live[a[near]], live[b[near]]], axis=1)
+    pairs = pairs[merge_cost_bounds(params, pairs, masses[pairs]) < penalty]  # the others cannot merge
+    if not len(pairs):
+        return None
     costs = merge_costs(params, pairs, masses[pairs])
     best = int(np.argmin(costs))  # the first of equal costs, in the order of the pairs
     if not costs[best] < penalty:

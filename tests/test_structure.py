@@ -7,7 +7,7 @@ import pytest
 from sklearn.metrics import adjusted_rand_score
 
 from online_em import OnlineGaussianMixture, moves, novelty
-from online_em.stats import SufficientStatistics
+from online_em.stats import MixtureParameters, SufficientStatistics
 
 from .datagen import tutorial_stream
 
@@ -189,6 +189,37 @@ def test_the_merge_cost_tells_one_gaussian_from_two():
     penalty = moves.merge_penalty("full", 1, 4000)
     assert separated > 100 * penalty
     assert cost < separated / 10
+
+
+@pytest.mark.parametrize("covariance_type, D", [("full", 1), ("full", 3), ("diag", 4)])
+def test_the_merge_cost_bound_is_below_the_cost(covariance_type, D):
+    """`moves.merge_cost_bounds` rules pairs out of a merge without estimating their cost: it must
+    never exceed the cost, (n_i + n_j) KL(p || q), here estimated on 100,000 points of p for pairs
+    from overlapping to well apart, alike and unlike in shape."""
+    rng = np.random.default_rng(7)
+    for trial in range(12):
+        means = np.stack([np.zeros(D), rng.normal(0, 1, D) * trial / 2])
+        if covariance_type == "full":
+            factors = rng.normal(0, 1, (2, D, D)) / np.sqrt(D) + np.eye(D)
+            covs = factors @ np.swapaxes(factors, 1, 2)
+        else:
+            covs = rng.uniform(0.2, 3.0, (2, D))
+        masses = rng.uniform(100, 5000, 2)
+        weights = masses / masses.sum()
+        params = MixtureParameters.from_covariances(covariance_type, weights, means, covs, np.zeros(D))
+        pairs = np.array([[0, 1]])
+        bound = moves.merge_cost_bounds(params, pairs, masses[None, :])[0]
+        full = moves.full_covariances(params, [0, 1])
+        n = 100_000
+        which = rng.random(n) < weights[1]
+        X = np.where(which[:, None], rng.multivariate_normal(means[1], full[1], n),
+                     rng.multivariate_normal(means[0], full[0], n))
+        mean = weights @ means
+        gaps = means - mean
+        q = MixtureParameters.from_covariances("full", np.ones(1), mean[None], (
+            np.einsum("c,cde->de", weights, full) + np.einsum("c,cd,ce->de", weights, gaps, gaps))[None], np.zeros(D))
+        kl = float(np.mean(params.responsibilities(X)[1] - q.responsibilities(X)[1]))
+        assert bound <= masses.sum() * (kl + 0.01 + 0.05 * kl), (trial, bound, masses.sum() * kl)
 
 
 def test_held_points_make_a_birth_only_when_chance_cannot_explain_them():

@@ -264,17 +264,18 @@ def test_a_signal_as_a_write_returns_waits_and_nothing_is_written_twice(tmp_path
     guard = _SignalGuard()
     real_write, signalled = os.write, []
 
-    def write_then_signal(fd, data):
-        n = real_write(fd, data)
-        if not signalled:  # the signal lands as the system call returns
-            signalled.append(True)
-            guard._handler(signal.SIGTERM, None)
-        return n
-
     if through == "pipe":
         read_end, fd = os.pipe()
     else:
         fd = os.open(tmp_path / "out", os.O_WRONLY | os.O_CREAT)
+
+    def write_then_signal(to, data):
+        n = real_write(to, data)
+        if to == fd and not signalled:  # the signal lands as the system call returns
+            signalled.append(True)
+            guard._handler(signal.SIGTERM, None)
+        return n
+
     out = streams.io.BufferedWriter(streams._Stdout(fd, guard), buffer_size=1 << 16)
     monkeypatch.setattr(streams.os, "write", write_then_signal)
     out.write(b"".join(b"%d\n" % i for i in range(100)))

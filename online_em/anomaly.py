@@ -143,7 +143,7 @@ class GaussianMixtureScorer(base.AnomalyDetector):
         warm_up: int | None = None,
         reg_covar: float = 1e-6,
         average_after: int | None = 2000,
-        covariance_prior: float = DEFAULT_COUNT,
+        covariance_prior: float | str = DEFAULT_COUNT,
         n_init: int = 3,
         init_max_iter: int = 100,
         adaptive: bool = True,

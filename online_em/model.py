@@ -118,8 +118,12 @@ class OnlineGaussianMixture(base.Clusterer):
         covariance is shrunk toward half the data's covariance (measured on the warm-up buffer)
         as if that many points at its mean had that covariance (MAP EM; see `online_em.prior`).
         It keeps full covariances in many dimensions from collapsing onto a few points; ``0``
-        turns it off. The warm-up fits carry it in full; the streaming updates then treat it as
-        the earliest data of the stream.
+        turns it off. ``'auto'`` (the default) sets it for each fit of the warm-up buffer from
+        the buffer's size: 0.1 while the mixture has at least as many covariance parameters as
+        the buffer has points, falling with the square of their ratio beyond (2 full components
+        in 1-D on 500 points: 2e-6), so that well-determined covariances, even of nearly
+        discrete features, are the data's own (`online_em.prior.auto_count`). The warm-up fits
+        carry it in full; the streaming updates then treat it as the earliest data of the stream.
     n_init
         Number of starts (alternately k-means, as scikit-learn's default, and k-means++) of each
         reported batch fit of the warm-up buffer; the best log-likelihood wins. More starts find
@@ -222,7 +226,7 @@ class OnlineGaussianMixture(base.Clusterer):
         warm_up: int | None = None,
         reg_covar: float = 1e-6,
         average_after: int | str | None = "auto",
-        covariance_prior: float = DEFAULT_COUNT,
+        covariance_prior: float | str = DEFAULT_COUNT,
         n_init: int = 3,
         init_max_iter: int = 100,
         adaptive: bool = True,
@@ -315,7 +319,7 @@ class OnlineGaussianMixture(base.Clusterer):
         if self._fits is None:
             self._fits = warmup.WarmUpFits(
                 self.n_components, self.covariance_type, self.reg_covar, self.n_init,
-                self.init_max_iter, float(self.covariance_prior), self.seed, self.adaptive,
+                self.init_max_iter, self.covariance_prior, self.seed, self.adaptive,
             )
         return self._fits
 

@@ -32,20 +32,48 @@ import numpy as np
 from . import missing
 from .stats import SufficientStatistics, second_moment_shape
 
-__all__ = ["DEFAULT_COUNT", "CovariancePrior"]
+__all__ = ["DEFAULT_COUNT", "MAX_COUNT", "CovariancePrior", "auto_count"]
 
 # The prior's covariance is the data's variance per feature times this: components are narrower
 # than the whole data set, and a prior wider than the components would inflate small ones.
 SCALE_SHARE = 0.5
-# Pseudo-points per component by default: measured on iris, wine and breast_cancer (10 seeds
-# each, against GaussianMixture's single start): 0 lets single-start fits of wine collapse
-# (ARI 0.14), 1 or more shrinks breast_cancer's correlated components (ARI 0.68-0.71); 0.3
-# kept all three within 0.03 of scikit-learn's ARI and above its held-out log-likelihood with
-# the first warm-up, and 0.1 since the warm-up fits every buffered point with 3 starts (5740fb8).
-# Weaker priors trade ARI for held-out log-likelihood where features are nearly discrete
-# (ImageSegments, 3 seeds: 0.03 / 0.01 / 0.001 give ll 30.57 / 30.72 / 31.17 against 30.36, and
-# ARI 0.466 / 0.415 / 0.413 against 0.468), and let wine's single starts collapse again.
-DEFAULT_COUNT = 0.1
+# The default strength, 'auto': MAX_COUNT pseudo-points per component while the buffer holds no
+# more points than the mixture has covariance parameters, falling with the square of their ratio
+# beyond (`auto_count`). Measured on iris, wine, breast_cancer, digits and ImageSegments (3 seeds,
+# against GaussianMixture's single start; 10 seeds for the first three):
+# - 0.1 for every buffer kept the ARI within 0.03 of scikit-learn's on all five (0 lets wine's
+#   single starts collapse, 1 or more shrinks breast_cancer's correlated components), but held
+#   ImageSegments' nearly discrete features near a variance of count x scale / n_k (2e-4 in
+#   standardised units, scikit-learn's 1e-6): held-out ll 31.04 against a target of 31.17;
+# - a fixed 0.03 / 0.01 / 0.001 gives ImageSegments 31.27 / 31.67 / 32.45 (ARI 0.44 / 0.44 /
+#   0.42, target 0.39) with wine, breast_cancer and iris unchanged, but digits (2,080 covariance
+#   parameters a component, 144 points) falls to ARI 0.39 / 0.40 / 0.29 (target 0.41);
+# - 'auto' gives digits (14.5 parameters a point) and wine and breast_cancer (about 2) the full
+#   0.1, ImageSegments (0.65) 0.042 and iris (0.25) 0.006: all five within their targets.
+MAX_COUNT = 0.1
+DEFAULT_COUNT = "auto"
+
+
+def auto_count(n_points: int, n_components: int, n_features: int, covariance_type: str) -> float:
+    """The default prior strength for a buffer of `n_points`: MAX_COUNT pseudo-points per
+    component while the mixture has at least as many covariance parameters as the buffer has
+    points, and MAX_COUNT x (parameters / points)**2 beyond. A prior keeps an under-determined
+    covariance well-conditioned; where every parameter has many points it would only hold
+    nearly constant features away from their small variances.
+
+    >>> auto_count(100, 3, 13, "full")  # 3 x 91 covariance parameters for 100 points: full strength
+    0.1
+    >>> round(auto_count(1848, 7, 18, "full"), 4)  # 7 x 171 for 1,848 points
+    0.042
+    >>> auto_count(12000, 2, 1, "full") < 1e-6  # plenty of points: (almost) no prior
+    True
+
+    """
+    triangle = n_features * (n_features + 1) // 2
+    parameters = {"full": n_components * triangle, "tied": triangle, "diag": n_components * n_features,
+                  "spherical": n_components}[covariance_type]
+    ratio = parameters / max(1, n_points)
+    return MAX_COUNT * min(1.0, ratio) ** 2
 
 
 @dataclasses.dataclass(frozen=True)

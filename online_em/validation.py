@@ -2,8 +2,8 @@
 
 * **Hyper-parameters** (`check_params`): ``n_components``, ``n_init`` and ``init_max_iter`` are
   integers >= 1 (not ``bool``); ``warm_up`` is ``None`` or an integer above ``n_components``;
-  ``average_after`` is ``'auto'``, ``None`` or an integer >= 0; ``reg_covar`` and ``covariance_prior`` are
-  finite real numbers >= 0; ``alpha`` a real number in (0.5, 1].
+  ``average_after`` is ``'auto'``, ``None`` or an integer >= 0; ``reg_covar`` is a finite real
+  number >= 0 and ``covariance_prior`` ``'auto'`` or one; ``alpha`` a real number in (0.5, 1].
 * **Feature values** (`check_value`, `row_from_dict`): a real number, that is an ``int`` or
   ``float`` (or any `numbers.Real`, such as numpy's), finite and within ±`MAX_ABS_VALUE`; not a
   ``bool``, not a string, not a ``Decimal``. JSON lines follow the same rule (JSON numbers only,
@@ -104,8 +104,8 @@ def check_params(n_components: typing.Any, warm_up: typing.Any, reg_covar: typin
         raise ValueError(
             f"warm_up must be None or an integer above n_components ({n_components}), got {shorten(warm_up)}"
         )
-    if not _is_real(covariance_prior) or not (0 <= covariance_prior < math.inf):
-        raise ValueError(f"covariance_prior must be a finite number >= 0, got {shorten(covariance_prior)}")
+    if covariance_prior != "auto" and (not _is_real(covariance_prior) or not (0 <= covariance_prior < math.inf)):
+        raise ValueError(f"covariance_prior must be 'auto' or a finite number >= 0, got {shorten(covariance_prior)}")
     if average_after is not None and average_after != "auto" and (not _is_integer(average_after) or average_after < 0):
         raise ValueError(f"average_after must be 'auto', None or an integer >= 0, got {shorten(average_after)}")
     if not _is_real(reg_covar) or not (0 <= reg_covar < math.inf):

@@ -40,7 +40,7 @@ import numpy as np
 
 from . import missing
 from .init import fit_buffer, refine
-from .prior import CovariancePrior
+from .prior import CovariancePrior, auto_count
 from .selection import akaike, select_fit
 from .stats import MixtureParameters, SufficientStatistics
 
@@ -71,7 +71,7 @@ class WarmUpFits:
         reg_covar: float,
         n_init: int,
         max_iter: int,
-        prior_count: float,
+        prior_count: float | str,
         seed: int | None,
         adaptive: bool = False,
     ):
@@ -105,7 +105,11 @@ class WarmUpFits:
         return points[-1] if points else 0
 
     def prior(self, X: np.ndarray) -> CovariancePrior | None:
-        return CovariancePrior.from_data(X, self.prior_count) if self.prior_count > 0 else None
+        """The prior for a fit of these rows (None: none); an 'auto' count is set by their number."""
+        count = self.prior_count
+        if count == "auto":
+            count = auto_count(len(X), self.n_components, X.shape[1], self.covariance_type)
+        return CovariancePrior.from_data(X, count) if count > 0 else None
 
     def _fit(self, rows, n: int, previous: int, labelling: bool) -> _Fit:
         """The fit of the first n rows, its labels matched to the (cached) fit of the first

@@ -105,6 +105,24 @@ def test_the_prior_keeps_full_covariances_positive_definite_on_few_points_in_man
     assert np.linalg.eigvalsh(bare.covariances_).min() < 1e-3  # without it they collapse
 
 
+def test_the_auto_prior_leaves_well_determined_covariances_to_the_data():
+    # Two components in 3-D, 750 points each; the third feature is 0 in one and 1 in the other,
+    # up to a jitter of variance 1e-6: nearly discrete, as two of ImageSegments' features are.
+    rng = np.random.default_rng(11)
+    y = np.repeat([0, 1], 750)
+    X = np.column_stack([rng.normal(size=(1500, 2)) + 6.0 * y[:, None], y + rng.normal(scale=1e-3, size=1500)])
+    variances = {}
+    for prior in ("auto", 0.1):
+        model = OnlineGaussianMixture(n_components=2, covariance_prior=prior, seed=0)
+        model.learn_many(X)  # within the warm-up: the reported fit is batch EM on all 1,500
+        variances[prior] = model.covariances_[:, 2, 2]
+    # 12 covariance parameters for 1,500 points: 'auto' is (12 / 1500)^2 x 0.1, about 6e-6
+    # pseudo-points, where 0.1 adds 0.1 x 0.5 x 0.25 / 750, about 1.7e-5, to each variance.
+    own = np.array([X[y == k, 2].var() for k in (0, 1)]) + 1e-6  # with reg_covar, as scikit-learn's
+    np.testing.assert_allclose(np.sort(variances["auto"]), np.sort(own), rtol=0.01)
+    assert (variances[0.1] > 1e-5).all()
+
+
 def test_the_prior_is_the_map_estimate():
     X = np.random.default_rng(4).normal(size=(50, 3))
     stats = SufficientStatistics.from_batch(X, np.ones((50, 1)), X.mean(axis=0), "full")

@@ -62,7 +62,8 @@ class GaussianMixtureScorer(base.AnomalyDetector):
     points learned) after every `refresh_every` learned points, and more often while the model
     changes fast: during the warm-up when the points learned have grown by a quarter (each draw
     then costs a batch fit of the buffer, as the model's own refreshed fits do), and in the
-    stream when they have grown by 1/32 (the parameters move with every step); each refresh
+    stream when they have grown by 1/32 (the parameters move with every step), and after every
+    structural move of the model (`moves_`: a birth or merge changes the mixture at once); each refresh
     costs one `score_many` of the sample, so its cost per point is about `sample_size /
     refresh_every` vectorised log densities.
 
@@ -131,7 +132,7 @@ class GaussianMixtureScorer(base.AnomalyDetector):
     >>> bool(flagged[is_outlier].mean() > 0.8), bool(flagged[~is_outlier].mean() < 0.01)
     (True, True)
     >>> round(scorer.score_one({"a": 0.0, "b": 0.0}), 2), round(scorer.score_one({"a": 4.0, "b": 3.5}), 2)
-    (0.0, 0.98)
+    (0.02, 0.98)
 
     """
 
@@ -165,6 +166,7 @@ class GaussianMixtureScorer(base.AnomalyDetector):
         self.model = OnlineGaussianMixture(**_model_parameters(self))
         self._table: TailTable | None = None
         self._calibrated_at = -1  # points learned when the table was drawn
+        self._moves_calibrated = 0  # the model's structural moves then
 
     @classmethod
     def from_model(cls, model: OnlineGaussianMixture, **params: typing.Any) -> GaussianMixtureScorer:
@@ -230,8 +232,8 @@ class GaussianMixtureScorer(base.AnomalyDetector):
         return max(MIN_GRACE, K * (self.model.n_features_in_ + 1))
 
     def _stale(self, n: int) -> bool:
-        if self._table is None:
-            return True
+        if self._table is None or self._moves_calibrated != self._moves_made():
+            return True  # (a structural move changes the mixture at once)
         done = self._calibrated_at
         growth = WARM_UP_GROWTH if not self.model.is_initialised else STREAM_GROWTH
         return n - done >= min(self.refresh_every, max(1, done // growth))
@@ -248,6 +250,10 @@ class GaussianMixtureScorer(base.AnomalyDetector):
                       self.sample_size, rng)
         self._table = TailTable(np.asarray(model.score_many(sample)))
         self._calibrated_at = n
+        self._moves_calibrated = self._moves_made()
+
+    def _moves_made(self) -> int:
+        return sum(self.model.moves_.values())
 
     def _snapshot(self) -> OnlineGaussianMixture:
         """A copy of the model. During the warm-up, reading the model's parameters makes it fit its

@@ -14,8 +14,8 @@ partitions is learned in three moves:
 
 Rows may have missing values (NaN), as in `learn_many`; a dataframe must have a column for every
 feature of the model (it may be all missing). **Births** happen as in `learn_many`: while the
-model holds novel points back (`OnlineGaussianMixture.novelty_threshold`: a free slot, or
-forgetting), each task holds back its block's novel rows (`online_em.novelty`) and sends them to
+model holds novel points back (`OnlineGaussianMixture.novelty_threshold`: an adaptive model,
+once initialised), each task holds back its block's novel rows (`online_em.novelty`) and sends them to
 the driver with its statistics; the driver hands them to `OnlineGaussianMixture.hold`, which makes
 a birth when one is due (the tasks then make the batch's E-step again under the newborn's
 parameters); merges and prunes are the driver's.

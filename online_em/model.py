@@ -57,10 +57,15 @@ class OnlineGaussianMixture(base.Clusterer):
     `selection.POINTS_PER_PARAMETER` points per parameter of one component; a smaller buffer (few
     rows in many dimensions: 142 rows of wine against 104 parameters for one full component in 13
     dimensions) keeps all `n_components`, so choose it yourself there. The other slots are inactive:
-    weight 0, never predicted. While a slot is free, a point far from every component (beyond
-    the `novelty_level` quantile of the chi-square distribution) is held back rather than
-    learned, and when more such points arrive than chance explains, they start a new component
-    in the lowest free slot (`online_em.novelty`). A cluster that arrives within a component's
+    weight 0, never predicted. A point far from every component (beyond the `novelty_level`
+    quantile of the chi-square distribution) is held back rather than learned, and when more
+    such points arrive than chance explains, they start a new component in the lowest free slot
+    (`online_em.novelty`). With every slot in use, the cheapest merge of the components and the
+    would-be newborn (counted at the rate its points arrive) decides: a pair merges and the
+    newborn takes its slot, or, when merging the newborn would cost the least, its points are
+    learned as they are (`online_em.moves.best_reduction`; measured: 20,000 points of clusters
+    at 0 and 10, then 20,000 of 30 and 10, `n_components=2`, end at 7.0 and 30 as batch EM's at
+    6.7 and 30, 0.48 nats a point above the component at 10 dragged toward 30 before). A cluster that arrives within a component's
     spread is not novel point by point, but the mean of the last 128 points learned shows it: a
     component they moved a standard deviation or more from where it was is split, back to its
     moments before them, and they start a component in the lowest free slot (`online_em.splits`).
@@ -290,7 +295,9 @@ class OnlineGaussianMixture(base.Clusterer):
         self._check_spacing = moves.CHECK_EVERY  # points from the last check to the next
         self._moves = {"births": 0, "merges": 0, "prunes": 0, "splits": 0}
         self._window: list[list[float]] = []  # while a slot is free: the points learned since the split test
-        self._watching = False  # adaptive, initialised, and a free slot (or forgetting): test points for novelty
+        self._watching = False  # adaptive and initialised: test points for novelty
+        self._splitting = False  # and a slot is free: points learned go to the split test's window
+        self._threshold = math.inf  # while watching: the novelty threshold (`_novelty_threshold`)
         self._refined_newborn: int | None = None  # a newborn refined on the batch being learned
 
     @classmethod
@@ -379,6 +386,7 @@ class OnlineGaussianMixture(base.Clusterer):
         self._average, self._n_averaged, self._pending_average = None, 0, 0
         self._average_from[:] = 0
         self._params = self._stats.to_parameters(self.reg_covar)
+        self._refresh_watching()  # (the novelty threshold grows with the features)
 
     def _add_columns(self, values: np.ndarray, names: list) -> None:
         """Add the columns of a batch that are new features with an observed value (each at the
@@ -525,7 +533,7 @@ class OnlineGaussianMixture(base.Clusterer):
         try:
             self._learn_matrix(np.array([row]))
         finally:
-            self._watching = self._watches()
+            self._refresh_watching()
         return label
 
     def _learn_incomplete_row(self, row: list[float], predict: bool) -> int | None:
@@ -637,12 +645,12 @@ class OnlineGaussianMixture(base.Clusterer):
         self._since_check = 0
         self._check_spacing = moves.check_spacing(self._t, self.halflife)
         self._repair(missing.complete_rows(buffer))
-        self._watching = self._watches()
+        self._refresh_watching()
 
     def _update(self, X: np.ndarray, incomplete: bool = False) -> None:
         """One stepwise-EM update with the batch X: E-step under the iterate, then blend (a
-        collapsed component may be re-seeded on a complete row of X). While a slot is free,
-        novel rows are held back first (see `online_em.novelty`)."""
+        collapsed component may be re-seeded on a complete row of X). While watching, novel
+        rows are held back first (see `online_em.novelty`)."""
         if self._watching:
             X = self._hold_novel(X)
         if len(X):
@@ -659,17 +667,16 @@ class OnlineGaussianMixture(base.Clusterer):
     @property
     def novelty_threshold(self) -> float | None:
         """The squared Mahalanobis distance beyond which a point is held back as novel now (see
-        `online_em.novelty.is_novel`), or None when none is (not adaptive, not initialised, or no
-        free slot in a model that does not forget): what an E-step elsewhere (`online_em.dask`)
-        needs to hold points back."""
+        `online_em.novelty.is_novel`), or None when none is (not adaptive, or not initialised):
+        what an E-step elsewhere (`online_em.dask`) needs to hold points back."""
         self._sync()
         return self._novelty_threshold() if self._watching else None
 
     def _learn_or_hold(self, row: list[float], predict: bool) -> int | None:
-        """One point while a slot is free: the label, then the point held back if it is novel
-        (and a birth if one is due), else learned."""
+        """One point while watching: the label, then the point held back if it is novel (and a
+        birth if one is due), else learned."""
         engine = self._engine or self._start_engine()
-        threshold = self._novelty_threshold()
+        threshold = self._threshold
         if engine is not None:  # the novelty test on the E-step of the update
             label = self._learn_complete_row(row, predict, threshold)
             novel = label is fastpath.NOVEL
@@ -677,14 +684,14 @@ class OnlineGaussianMixture(base.Clusterer):
             novel = float(novelty.nearest_distances(self._params, np.array([row]))[0]) > threshold
             label = None if novel else self._learn_complete_row(row, predict)
         if not novel:
-            if self._watching:
+            if self._splitting:
                 self._add_to_window([row])
             # No new point is held, so no birth has become due (a birth is due when the held
             # points came too fast for chance, which time only makes less so) unless one was due
             # and waits for a stale component to make room (forgetting): else only an expiry or
             # the end of watching calls for `_after_holding`.
-            if self._held and (not self._watching or self.halflife is not None
-                               or self._held.expiring(self.n_samples_seen)):
+            if self._held.items and (not self._watching or self.halflife is not None
+                                     or self._held.expiring(self.n_samples_seen)):
                 self._after_holding()
             return label
         label = None
@@ -709,8 +716,9 @@ class OnlineGaussianMixture(base.Clusterer):
              batch_statistics: typing.Callable[[MixtureParameters], SufficientStatistics] | None = None) -> bool:
         """Hold back the novel rows of a mini-batch of `n_rows` rows now arriving (rows with
         something observed), at `offsets` among them; then a birth, if one is due by the end of
-        the batch, before its other rows are learned. True if a component was born: the E-step of
-        the batch's other rows is then to be made under the new `parameters_for_e_step`.
+        the batch, before its other rows are learned. True if the parameters changed (a component
+        was born, or with every slot in use the held points were learned as they are): the E-step
+        of the batch's other rows is then to be made under the new `parameters_for_e_step`.
 
         `batch_statistics(params)`, if given, is the E-step of the batch's other rows under
         `params`: a newborn is then refined on them (`online_em.moves.reshaped`) before they are
@@ -726,13 +734,41 @@ class OnlineGaussianMixture(base.Clusterer):
         return self._birth_if_due(start + n_rows, batch_statistics)
 
     def _birth_if_due(self, now: int, batch_statistics=None) -> bool:
-        """A birth from the most recent held points if one is due by `now`; the held points the
-        components then explain (the newborn's other neighbours, held from the same batch) are
-        learned, not left to start a second component."""
+        """A birth from the most recent held points if one is due by `now` (with every slot in use,
+        `_make_room` first); the held points the components then explain (the newborn's other
+        neighbours, held from the same batch) are learned, not left to start a second component.
+        True if the parameters changed (a birth, or held points learned as they are)."""
         j = self._held.due(now, self.n_features_in_, self.novelty_level)
         if not j:
             return False
-        if not self._free_slot():  # forgetting: a component no point has come to for long makes room
+        if not self._free_slot():
+            held = len(self._held)
+            if not self._make_room(j, now):
+                return len(self._held) < held  # (learned as they are: the parameters changed)
+        rows = np.array(self._held.take_recent(j))
+        k = self._birth(rows)
+        self._learn_explained_held()
+        if batch_statistics is not None:
+            self._refine_newborn(k, rows, batch_statistics)
+        return True
+
+    def _learn_explained_held(self) -> None:
+        """Learn the held points that the components explain now (after a birth or a merge): they
+        are not left to start a component of their own."""
+        if self._held:
+            explained = ~novelty.is_novel(self._params, np.array(self._held.rows()), self._novelty_threshold())
+            self._learn_held(self._held.take(explained.tolist()))
+
+    def _make_room(self, j: int, now: int) -> bool:
+        """Every slot is in use when a birth from the j most recent held points is due. A
+        forgetting model lets go of a component no point has come to for long
+        (`moves.stale_component`), and until one is, the held points wait: a jump leaves its old
+        component stale. A stationary model makes the cheapest of the merges that take the
+        components and the newborn back to as many (`moves.best_reduction`): a pair of components
+        merges, freeing a slot for the birth; or, when merging the newborn into a component would
+        cost the least, no component is worth making, and the held points are learned now as
+        ordinary points. True if a slot was freed."""
+        if self.halflife is not None:  # the held points wait for a component to go stale
             state = self._engine_state() if self._engine is not None else None  # read without taking it back
             recency, masses = (state[1], state[0].s0) if state is not None else (self._recency, self._stats.s0)
             stale = moves.stale_component(np.asarray(recency), np.asarray(masses))
@@ -740,14 +776,19 @@ class OnlineGaussianMixture(base.Clusterer):
                 return False
             self._sync()
             self._prune(stale)
-        rows = np.array(self._held.take_recent(j))
-        k = self._birth(rows)
-        if self._held:
-            explained = ~novelty.is_novel(self._params, np.array(self._held.rows()), self._novelty_threshold())
-            self._learn_held(self._held.take(explained.tolist()))
-        if batch_statistics is not None:
-            self._refine_newborn(k, rows, batch_statistics)
-        return True
+            return True
+        self._sync()
+        rows = np.array(self._held.rows()[len(self._held) - j:])
+        pair = moves.best_reduction(self._params, self._stats.s0 * self._stats.count, self._born, self._t,
+                                    rows, self._held.rate(j, now))
+        if pair is None:
+            return False
+        keep, drop = pair
+        if drop < self.n_components:
+            self._merge(keep, drop)
+            return True
+        self._learn_held(self._held.take_recent(j))  # the components explain them best
+        return False
 
     def _refine_newborn(self, k: int, rows: np.ndarray, batch_statistics) -> None:
         """EM steps of newborn k alone over its batch: its rows and the batch's others. Its
@@ -770,7 +811,8 @@ class OnlineGaussianMixture(base.Clusterer):
             X = np.array(rows)
             self.apply_statistics(self.expected_statistics(X), X)
         finally:
-            self._watching = self._watches() if watching else self._watching
+            if watching:
+                self._refresh_watching()
 
     def _after_holding(self) -> None:
         """A birth if one is due; held points that waited too long are learned."""
@@ -781,28 +823,34 @@ class OnlineGaussianMixture(base.Clusterer):
         if expired:
             self._sync()
             self._learn_held(expired)
-            self._watching = self._watches()
+            self._refresh_watching()
 
     def _free_slot(self) -> bool:
         return self.adaptive and self._stats is not None and bool((self._stats.s0 == 0.0).any())
 
     def _watches(self) -> bool:
-        """Whether novel points are held back: while a slot is free, and always when the model
-        forgets, where a birth due with every slot in use takes the slot of a stale component
-        (`moves.stale_component`). A held point waits at most `novelty.HOLD_POINTS` points to be
-        learned: a jump leaves its old component without points, which goes stale and is
-        replaced, rather than dragged (measured: learning the first few hundred points of a new
-        cluster widened the nearest component over it, and no birth came)."""
-        return self._free_slot() or (self.adaptive and self._stats is not None and self.halflife is not None)
+        """Whether novel points are held back: always, once an adaptive model has statistics. A
+        birth due with every slot in use takes the slot of a stale component when the model
+        forgets (`moves.stale_component`), or else the slot a merge frees, unless learning the held
+        points as they are costs less (`moves.best_reduction`). A held point waits at most
+        `novelty.HOLD_POINTS` points to be learned: a jump leaves its old component without
+        points, which goes stale and is replaced, rather than dragged (measured: learning the
+        first few hundred points of a new cluster widened the nearest component over it, and no
+        birth came)."""
+        return self.adaptive and self._stats is not None
+
+    def _refresh_watching(self) -> None:
+        """Whether points are tested for novelty (`_watches`), and whether learned points go to the
+        split test's window (while a slot is free), as the structure now is."""
+        self._watching = self._watches()
+        self._splitting = self._free_slot()
+        self._threshold = self._novelty_threshold() if self._watching else math.inf
 
     def _birth(self, rows: np.ndarray) -> int:
         """A new component from the held rows, in the lowest free slot (which it returns)."""
         self._sync()
         k = int(np.flatnonzero(self._stats.s0 == 0.0)[0])
-        params = self._params
-        live = params.weights > 0
-        covariances = moves.full_covariances(params, np.flatnonzero(live))
-        pooled = np.einsum("k,kde->de", params.weights[live] / params.weights[live].sum(), covariances)
+        pooled = moves.pooled_covariance(self._params)
         share = min(0.5, len(rows) * steps.point_step(self._t + 1, steps.RECENCY_ALPHA, self.halflife))
         self._recency = moves.born_shares(self._recency, k, share)
         self._t += len(rows)
@@ -838,7 +886,7 @@ class OnlineGaussianMixture(base.Clusterer):
     def _structure_changed(self) -> None:
         self._params = _STALE  # (derived when next read)
         self._reported = None
-        self._watching = self._watches()
+        self._refresh_watching()
 
     def _check_structure(self) -> None:
         """Every `moves.check_spacing` points: prune the components whose weight has fallen under the
@@ -858,14 +906,20 @@ class OnlineGaussianMixture(base.Clusterer):
         if len(live) > 1:
             pair = moves.best_merge(self._params, stats.s0 * stats.count, self._born, t)
             if pair is not None:
-                keep, drop = pair
-                self._recency = moves.merged_shares(self._recency, keep, drop)
-                self._born[drop] = -1
-                self._moves["merges"] += 1
-                self._apply(moves.merge, keep, drop)
+                self._merge(*pair)
+                self._learn_explained_held()  # the merged component is wider than either
+
+    def _merge(self, keep: int, drop: int) -> None:
+        self._recency = moves.merged_shares(self._recency, keep, drop)
+        self._born[drop] = -1
+        self._moves["merges"] += 1
+        self._apply(moves.merge, keep, drop)
 
     def _add_to_window(self, rows: list[list[float]]) -> None:
-        """Points just learned (complete, in order) join the split window; at SPLIT_EVERY, the test."""
+        """Points just learned (complete, in order) join the split window while a slot is free; at
+        SPLIT_EVERY, the test."""
+        if not self._splitting:
+            return
         window = self._window
         window.extend(rows)
         if len(window) > splits.WINDOW_LIMIT:
@@ -1135,7 +1189,7 @@ class OnlineGaussianMixture(base.Clusterer):
         self._engine, self._slots, self._fits = None, None, None
         self._params = _STALE if state.stats is not None else None
         self._reported = None
-        self._watching = self._watches()
+        self._refresh_watching()
 
     def save(self, path) -> None:
         """Write the model to `path` as versioned JSON, atomically (see `online_em.persistence`)."""

@@ -9,6 +9,8 @@ that every path (one point, mini-batches, Dask) gets them alike.
   statistics add up: the moment-matched Gaussian of the two), `drop` becomes inactive.
 - `prune(stats, k)`: component k is removed, the others' weights renormalised (their moments
   unchanged).
+- `best_reduction`: when a birth is due and no slot is free, whether merging a pair of
+  components to free one costs less than leaving the would-be newborn to the components there are.
 
 An inactive component has all-zero statistics: weight 0, never responsible, never predicted.
 `merge_cost` is the criterion for a merge: the log-likelihood that one Gaussian loses against the
@@ -34,8 +36,8 @@ import numpy as np
 
 from .stats import MixtureParameters, SufficientStatistics
 
-__all__ = ["CHECK_EVERY", "CHECK_FRACTION", "MERGE_AGE", "NEWBORN_ITERATIONS", "PRUNE_AGE", "STALE_SHARE", "best_merge", "birth", "born_shares", "check_spacing",
-           "full_covariances", "merge", "merge_cost", "merge_cost_bounds", "merge_costs", "merge_penalty", "merged_shares", "newborn_moments", "prune", "pruned_shares", "second_moment",
+__all__ = ["CHECK_EVERY", "CHECK_FRACTION", "MERGE_AGE", "NEWBORN_ITERATIONS", "PRUNE_AGE", "STALE_SHARE",
+           "best_merge", "best_reduction", "birth", "born_shares", "check_spacing", "full_covariances", "pooled_covariance", "merge", "merge_cost", "merge_cost_bounds", "merge_costs", "merge_penalty", "merged_shares", "newborn_moments", "prune", "pruned_shares", "second_moment",
            "reshaped", "stale_component"]
 
 # The model looks for merges and prunes every this many points learned at first, then every
@@ -356,6 +358,76 @@ def best_merge(params: MixtureParameters, masses: np.ndarray, born: np.ndarray, 
     if not costs[best] < penalty:
         return None
     i, j = (int(k) for k in pairs[best])
+    return (i, j) if masses[i] >= masses[j] else (j, i)
+
+
+def pooled_covariance(params: MixtureParameters) -> np.ndarray:
+    """The active components' covariances averaged by weight, (D, D): what a newborn's
+    covariance is shrunk toward (`birth`)."""
+    live = np.flatnonzero(params.weights > 0)
+    weights = params.weights[live] / params.weights[live].sum()
+    return np.einsum("k,kde->de", weights, full_covariances(params, live))
+
+
+# `best_reduction` estimates the pairs' costs this many at a time, cheapest lower bound first.
+REDUCTION_CHUNK = 8
+
+
+def best_reduction(params: MixtureParameters, masses: np.ndarray, born: np.ndarray, t: int,
+                   rows: np.ndarray, rate: float) -> tuple[int, int] | None:
+    """With every slot in use when a birth is due from the novel `rows` (j, D), arriving at `rate`
+    per stream point: the merge that takes the active components and the would-be newborn back to
+    as many components, the one with the lowest `merge_cost`. The newborn (as `birth` would start
+    it) counts as the mass it would reach at that rate over the stream so far (rate times the
+    stream's points); components younger than MERGE_AGE points do not merge.
+
+    Returns (keep, drop), two components whose merge frees the slot `drop` for the newborn, or
+    (k, K), K the number of slots, when the newborn is best merged into component k: no new
+    component is worth a merge, and the rows are for the components to learn. None when no
+    component is old enough. No penalty applies: the number of components stays.
+
+    >>> from online_em.stats import MixtureParameters
+    >>> params = MixtureParameters.from_covariances(  # two components 8 sd apart, far from 40
+    ...     "full", np.array([0.5, 0.5]), np.array([[0.0], [8.0]]), np.ones((2, 1, 1)))
+    >>> rows = np.linspace(38.0, 42.0, 20)[:, None]
+    >>> best_reduction(params, np.array([5000.0, 5000.0]), np.array([0, 0]), 10_000, rows, 1.0)  # a cluster as big: merge 0 and 1
+    (0, 1)
+    >>> best_reduction(params, np.array([5000.0, 5000.0]), np.array([0, 0]), 10_000, rows, 0.001)  # 10 points: for component 1
+    (1, 2)
+
+    """
+    rows = np.asarray(rows, dtype=np.float64)
+    K = len(params.weights)
+    live = np.flatnonzero(params.weights > 0)
+    old = (born[live] >= 0) & (t - born[live] >= MERGE_AGE)
+    if not old.any():
+        return None
+    mean, cov = newborn_moments(rows, pooled_covariance(params))
+    mass = np.append(masses[live], rate * float(masses[live].sum()))
+    extended = MixtureParameters.from_covariances(
+        "full", mass / mass.sum(), np.vstack([params.means[live], mean]),
+        np.concatenate([full_covariances(params, live), cov[None]]), params.shift)
+    slots = np.append(live, K)  # the newborn as slot K
+    eligible = np.flatnonzero(np.append(old, True))
+    a, b = np.triu_indices(len(eligible), 1)
+    pairs = np.stack([eligible[a], eligible[b]], axis=1)
+    pairs = pairs[slots[pairs[:, 0]] != K]  # (the newborn is last: it is never first)
+    bounds = merge_cost_bounds(extended, pairs, mass[pairs])
+    order = np.argsort(bounds, kind="stable")
+    best, best_cost = None, math.inf
+    for start in range(0, len(order), REDUCTION_CHUNK):
+        chunk = order[start:start + REDUCTION_CHUNK]
+        if bounds[chunk[0]] >= best_cost:
+            break
+        costs = merge_costs(extended, pairs[chunk], mass[pairs[chunk]])
+        i = int(np.argmin(costs))
+        if costs[i] < best_cost:
+            best, best_cost = pairs[chunk[i]], float(costs[i])
+    if best is None:
+        return None
+    i, j = (int(slots[c]) for c in best)
+    if j == K:
+        return i, K
     return (i, j) if masses[i] >= masses[j] else (j, i)
 
 

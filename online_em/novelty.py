@@ -1,7 +1,7 @@
 """Novel points and the birth test: when to start a new component.
 
-While the model has a free (inactive) component slot, every point is tested against the active
-components before it is learned: it is **novel** when its squared Mahalanobis distance to every
+Once an adaptive model is initialised, every point is tested against the active components
+before it is learned: it is **novel** when its squared Mahalanobis distance to every
 one of them exceeds the chi-square quantile `chi2_quantile(D, level)` (level 0.999: one point in a
 thousand of a well-fitted mixture is novel by chance, at most). Novel points are held back, not
 learned, so that they do not drag the existing components toward a region none of them explains.
@@ -130,6 +130,21 @@ class HeldPoints:
             if poisson_tail(rate * span, j) < BIRTH_P_VALUE:
                 return j
         return 0
+
+    def rate(self, j: int, now: int) -> float:
+        """Novel points per stream point at which the j most recent held points arrived: the
+        highest over the spans of the most recent i of them, i from j/2 to j (a few old points
+        held by chance would otherwise stretch the span of a batch's burst).
+
+        >>> held = HeldPoints([(90, [1.0]), (95, [1.0]), (99, [1.0])])
+        >>> held.rate(3, now=100)  # two of the last five points, three of the last ten
+        0.4
+        >>> HeldPoints([(10, [1.0])] + [(t, [1.0]) for t in range(900, 1000, 2)]).rate(51, now=1000)
+        0.5
+
+        """
+        n = len(self.items)
+        return max(i / max(1, now - self.items[n - i][0]) for i in range(max(1, (j + 1) // 2), j + 1))
 
     def take_recent(self, j: int) -> list[list[float]]:
         """Remove and return the j most recent rows."""

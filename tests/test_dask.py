@@ -262,8 +262,10 @@ def test_only_statistics_and_the_warm_up_sample_reach_the_driver(threads_client,
     assert isinstance(head, np.ndarray) and head.shape == (model.warm_up, D)
     assert len(batches) == N_BATCHES
     assert all(isinstance(b, oed.BlockResult) and isinstance(b.statistics, SufficientStatistics) for b in batches)
-    assert all(b.statistics.s1.shape == (K, D) and len(b.novel_rows) == 0 for b in batches)  # no free slot
-    assert sum(b.statistics.count for b in batches) == len(X) - model.warm_up
+    assert all(b.statistics.s1.shape == (K, D) for b in batches)
+    # Novel rows (held back while the model watches, with or without a free slot) are a few of each block.
+    assert sum(len(b.novel_rows) for b in batches) <= 0.01 * (len(X) - model.warm_up)
+    assert sum(b.statistics.count + len(b.novel_rows) for b in batches) == len(X) - model.warm_up
 
 
 @pytest.mark.parametrize("parts", [1, 4])

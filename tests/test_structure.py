@@ -287,3 +287,33 @@ def test_a_component_born_late_averages_its_own_iterates(batch):
     late = live[np.argmax(model.means_[live, 0])]
     assert abs(model.means_[late, 0] - 40.0) < 0.25
     assert abs(np.sqrt(model.covariances_[late, 0, 0]) - 5.0) < 0.1
+
+
+def test_scattered_outliers_with_every_slot_in_use_merge_nothing():
+    """Three blobs and 1% of points spread uniformly, `n_components=3`: the outliers come fast
+    enough for births to fall due, but a newborn from scattered points costs more to make room
+    for than to leave to the components (`moves.best_reduction`): no merge, no birth."""
+    rng = np.random.default_rng(3)
+    centres = np.array([[0.0, 0.0], [8.0, 0.0], [4.0, 7.0]])
+    outlier = rng.random(6000) < 0.01
+    X = np.where(outlier[:, None], rng.uniform(-10, 18, (6000, 2)),
+                 centres[rng.integers(3, size=6000)] + rng.normal(size=(6000, 2)))
+    model = OnlineGaussianMixture(n_components=3, seed=1)
+    for row in X.tolist():
+        model.learn_one({"a": row[0], "b": row[1]})
+    assert model.moves_["merges"] == 0 and model.moves_["births"] == 0
+    nearest = np.sort([np.abs(model.means_ - c).sum(axis=1).min() for c in centres])
+    assert nearest[-1] < 0.3, nearest
+
+
+def test_best_reduction_merges_the_cheapest_pair_or_leaves_the_points():
+    params = MixtureParameters.from_covariances(
+        "full", np.array([0.4, 0.4, 0.2]), np.array([[0.0], [6.0], [20.0]]), np.ones((3, 1, 1)))
+    masses, born = np.array([4000.0, 4000.0, 2000.0]), np.array([0, 0, 0])
+    rows = np.linspace(-48.0, -52.0, 20)[:, None]  # a new cluster at -50
+    # Arriving as fast as the stream: merge the closest pair (0 at 0 and 1 at 6), the heavier keeps its slot.
+    assert moves.best_reduction(params, masses, born, 10_000, rows, 1.0) in ((0, 1), (1, 0))
+    # Rare: cheaper to leave them to component 0 (the nearest) than to merge any pair.
+    assert moves.best_reduction(params, masses, born, 10_000, rows, 1e-4) == (0, 3)
+    # Components younger than MERGE_AGE do not merge.
+    assert moves.best_reduction(params, masses, np.array([9_900] * 3), 10_000, rows, 1.0) is None

@@ -766,8 +766,10 @@ class OnlineGaussianMixture(base.Clusterer):
         component stale. A stationary model makes the cheapest of the merges that take the
         components and the newborn back to as many (`moves.best_reduction`): a pair of components
         merges, freeing a slot for the birth; or, when merging the newborn into a component would
-        cost the least, no component is worth making, and the held points are learned now as
-        ordinary points. True if a slot was freed."""
+        cost the least (or no component is MERGE_AGE points old yet), no component is worth
+        making, and the held points are learned now as ordinary points (in many dimensions, where
+        a fit of a short buffer finds every point novel, they would otherwise wait to expire).
+        True if a slot was freed."""
         if self.halflife is not None:  # the held points wait for a component to go stale
             state = self._engine_state() if self._engine is not None else None  # read without taking it back
             recency, masses = (state[1], state[0].s0) if state is not None else (self._recency, self._stats.s0)
@@ -778,16 +780,15 @@ class OnlineGaussianMixture(base.Clusterer):
             self._prune(stale)
             return True
         self._sync()
-        rows = np.array(self._held.rows()[len(self._held) - j:])
-        pair = moves.best_reduction(self._params, self._stats.s0 * self._stats.count, self._born, self._t,
-                                    rows, self._held.rate(j, now))
-        if pair is None:
-            return False
-        keep, drop = pair
-        if drop < self.n_components:
-            self._merge(keep, drop)
+        pair = None
+        if moves.reducible(self._born, now):  # (else no component is old enough to merge)
+            rows = np.array(self._held.rows()[len(self._held) - j:])
+            pair = moves.best_reduction(self._params, self._stats.s0 * self._stats.count, self._born, self._t,
+                                        rows, self._held.rate(j, now))
+        if pair is not None and pair[1] < self.n_components:
+            self._merge(*pair)
             return True
-        self._learn_held(self._held.take_recent(j))  # the components explain them best
+        self._learn_held(self._held.take_recent(j))  # the components explain them best, or must
         return False
 
     def _refine_newborn(self, k: int, rows: np.ndarray, batch_statistics) -> None:

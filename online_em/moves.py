@@ -37,7 +37,7 @@ import numpy as np
 from .stats import MixtureParameters, SufficientStatistics
 
 __all__ = ["CHECK_EVERY", "CHECK_FRACTION", "MERGE_AGE", "NEWBORN_ITERATIONS", "PRUNE_AGE", "STALE_SHARE",
-           "best_merge", "best_reduction", "birth", "born_shares", "check_spacing", "full_covariances", "pooled_covariance", "merge", "merge_cost", "merge_cost_bounds", "merge_costs", "merge_penalty", "merged_shares", "newborn_moments", "prune", "pruned_shares", "second_moment",
+           "best_merge", "best_reduction", "birth", "reducible", "born_shares", "check_spacing", "full_covariances", "pooled_covariance", "merge", "merge_cost", "merge_cost_bounds", "merge_costs", "merge_penalty", "merged_shares", "newborn_moments", "prune", "pruned_shares", "second_moment",
            "reshaped", "stale_component"]
 
 # The model looks for merges and prunes every this many points learned at first, then every
@@ -369,6 +369,17 @@ def pooled_covariance(params: MixtureParameters) -> np.ndarray:
     return np.einsum("k,kde->de", weights, full_covariances(params, live))
 
 
+def reducible(born: np.ndarray, t: int) -> bool:
+    """Whether `best_reduction` has a component old enough to merge at point t (born: when each
+    became active, -1 while inactive).
+
+    >>> reducible(np.array([0, 900, -1]), 1000), reducible(np.array([600, 900, -1]), 1000)
+    (True, False)
+
+    """
+    return bool(((born >= 0) & (t - born >= MERGE_AGE)).any())
+
+
 # `best_reduction` estimates the pairs' costs this many at a time, cheapest lower bound first.
 REDUCTION_CHUNK = 8
 
@@ -399,9 +410,9 @@ def best_reduction(params: MixtureParameters, masses: np.ndarray, born: np.ndarr
     rows = np.asarray(rows, dtype=np.float64)
     K = len(params.weights)
     live = np.flatnonzero(params.weights > 0)
-    old = (born[live] >= 0) & (t - born[live] >= MERGE_AGE)
-    if not old.any():
+    if not reducible(born[live], t):
         return None
+    old = (born[live] >= 0) & (t - born[live] >= MERGE_AGE)
     mean, cov = newborn_moments(rows, pooled_covariance(params))
     mass = np.append(masses[live], rate * float(masses[live].sum()))
     extended = MixtureParameters.from_covariances(

@@ -37,8 +37,10 @@ import numpy as np
 from .stats import MixtureParameters, SufficientStatistics
 
 __all__ = ["CHECK_EVERY", "CHECK_FRACTION", "MERGE_AGE", "NEWBORN_ITERATIONS", "PRUNE_AGE", "STALE_SHARE",
-           "best_merge", "best_reduction", "birth", "reducible", "born_shares", "check_spacing", "full_covariances", "pooled_covariance", "merge", "merge_cost", "merge_cost_bounds", "merge_costs", "merge_penalty", "merged_shares", "newborn_moments", "prune", "pruned_shares", "second_moment",
-           "reshaped", "stale_component"]
+           "best_merge", "best_reduction", "birth", "reducible", "born_shares", "check_spacing",
+           "full_covariances", "pooled_covariance", "merge", "merge_cost", "merge_cost_bounds",
+           "merge_costs", "merge_penalty", "merged_shares", "newborn_moments", "prune", "pruned_shares",
+           "second_moment", "reshaped", "stale_component"]
 
 # The model looks for merges and prunes every this many points learned at first, then every
 # CHECK_FRACTION of the points so far (`check_spacing`),

@@ -932,7 +932,7 @@ class OnlineGaussianMixture(base.Clusterer):
         """Test the window of learned points for a component that took in a second cluster, and
         split it into the free slot (see `online_em.splits`); the window starts again."""
         rows, self._window = self._window, []
-        if not self._free_slot():  # (a forgetting model watches without one)
+        if not self._free_slot():  # (the model watches without one too)
             return
         rows = np.array(rows)
         if self._engine is not None:  # the live state, read without taking it back (the usual answer is no)

@@ -81,6 +81,11 @@ def check_halflife(halflife: typing.Any) -> None:
         raise ValueError(f"halflife must be None or a finite number of points >= 1, got {shorten(halflife)}")
 
 
+def _is_auto(value: typing.Any) -> bool:
+    """Whether a hyper-parameter is the string ``'auto'`` (an array is not, and is not compared)."""
+    return isinstance(value, str) and value == "auto"
+
+
 def check_params(n_components: typing.Any, warm_up: typing.Any, reg_covar: typing.Any, average_after: typing.Any,
                  n_init: typing.Any, init_max_iter: typing.Any, alpha: typing.Any,
                  covariance_prior: typing.Any = 0.0) -> None:
@@ -104,9 +109,9 @@ def check_params(n_components: typing.Any, warm_up: typing.Any, reg_covar: typin
         raise ValueError(
             f"warm_up must be None or an integer above n_components ({n_components}), got {shorten(warm_up)}"
         )
-    if covariance_prior != "auto" and (not _is_real(covariance_prior) or not (0 <= covariance_prior < math.inf)):
+    if not _is_auto(covariance_prior) and (not _is_real(covariance_prior) or not (0 <= covariance_prior < math.inf)):
         raise ValueError(f"covariance_prior must be 'auto' or a finite number >= 0, got {shorten(covariance_prior)}")
-    if average_after is not None and average_after != "auto" and (not _is_integer(average_after) or average_after < 0):
+    if average_after is not None and not _is_auto(average_after) and (not _is_integer(average_after) or average_after < 0):
         raise ValueError(f"average_after must be 'auto', None or an integer >= 0, got {shorten(average_after)}")
     if not _is_real(reg_covar) or not (0 <= reg_covar < math.inf):
         raise ValueError(f"reg_covar must be a finite number >= 0, got {shorten(reg_covar)}")

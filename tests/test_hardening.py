@@ -374,6 +374,7 @@ def test_9_every_state_the_model_writes_is_accepted(tmp_path, cov, d):
     {"n_init": 0}, {"init_max_iter": -5}, {"average_after": 1.5}, {"n_components": True}, {"warm_up": 2.0},
     {"reg_covar": float("inf")}, {"reg_covar": "1"}, {"alpha": "0.7"}, {"alpha": float("nan")},
     {"covariance_prior": "strong"}, {"covariance_prior": -0.1}, {"covariance_prior": float("inf")},
+    {"covariance_prior": np.array([0.1, 0.2])}, {"average_after": np.array([1, 2])},
 ])
 def test_10_invalid_hyper_parameters_are_refused(params):
     name = next(iter(params))

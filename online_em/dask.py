@@ -130,14 +130,16 @@ def _block_statistics(block: typing.Any, payload: tuple, skip: int, index: int) 
             f"block {index}, row {row + skip} has a value that is not finite: {X[row].tolist()}"
         )
     X = missing.observed_rows(X)
-    offsets = np.zeros(0, dtype=np.int64)
-    if threshold is not None:  # the same test as learn_many's (online_em.novelty)
-        judged = params if novelty_params is None else novelty_params
-        offsets = np.flatnonzero(novelty.is_novel(judged, X, threshold))[:MAX_NOVEL_ROWS]
+    if threshold is None:
+        statistics, offsets = missing.expected_statistics(params, X), np.zeros(0, dtype=np.int64)
+    elif novelty_params is None:  # the same E-step as learn_many's (online_em.novelty.held_out)
+        statistics, offsets = novelty.held_out(params, X, threshold, MAX_NOVEL_ROWS)
+    else:  # novelty as judged before a birth (the same test), the statistics under the parameters after it
+        offsets, statistics = novelty.held_out(novelty_params, X, threshold, MAX_NOVEL_ROWS)[1], None
     learned = np.delete(X, offsets, axis=0) if len(offsets) else X
-    # The same function as OnlineGaussianMixture.expected_statistics, so the sums agree exactly.
-    return BlockResult(missing.expected_statistics(params, learned), len(X), X[offsets], offsets,
-                       missing.complete_rows(learned)[-splits.WINDOW_LIMIT:])
+    if statistics is None:
+        statistics = missing.expected_statistics(params, learned)
+    return BlockResult(statistics, len(X), X[offsets], offsets, missing.complete_rows(learned)[-splits.WINDOW_LIMIT:])
 
 
 # A block sends back at most this many novel rows (a birth needs a few dozen; a block that is all

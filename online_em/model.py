@@ -650,11 +650,13 @@ class OnlineGaussianMixture(base.Clusterer):
     def _update(self, X: np.ndarray, incomplete: bool = False) -> None:
         """One stepwise-EM update with the batch X: E-step under the iterate, then blend (a
         collapsed component may be re-seeded on a complete row of X). While watching, novel
-        rows are held back first (see `online_em.novelty`)."""
+        rows are held back, judged on the same E-step (see `online_em.novelty.held_out`)."""
         if self._watching:
-            X = self._hold_novel(X)
+            batch, X = self._hold_novel(X)
+        else:
+            batch = self.expected_statistics(X)
         if len(X):
-            self.apply_statistics(self.expected_statistics(X), missing.complete_rows(X) if incomplete else X)
+            self.apply_statistics(batch, missing.complete_rows(X) if incomplete else X)
         elif self._watching and self._held:
             self._after_holding()
 
@@ -702,15 +704,17 @@ class OnlineGaussianMixture(base.Clusterer):
         self._after_holding()
         return label
 
-    def _hold_novel(self, X: np.ndarray) -> np.ndarray:
-        """Hold back the novel rows of X (in order); the rest, to learn."""
+    def _hold_novel(self, X: np.ndarray) -> tuple[SufficientStatistics, np.ndarray]:
+        """Hold back the novel rows of X (in order): the statistics of the rest, and the rest, to
+        learn (their E-step made again if holding changed the parameters)."""
         self._sync()
-        novel = novelty.is_novel(self._params, X, self._novelty_threshold())
-        if not novel.any():
-            return X
-        others = X[~novel]
-        self.hold(X[novel], np.flatnonzero(novel), len(X), lambda params: missing.expected_statistics(params, others))
-        return others
+        batch, offsets = novelty.held_out(self._params, X, self._novelty_threshold())
+        if not len(offsets):
+            return batch, X
+        others = np.delete(X, offsets, axis=0)
+        if self.hold(X[offsets], offsets, len(X), lambda params: missing.expected_statistics(params, others)) and len(others):
+            batch = self.expected_statistics(others)
+        return batch, others
 
     def hold(self, rows: np.ndarray, offsets: np.ndarray, n_rows: int,
              batch_statistics: typing.Callable[[MixtureParameters], SufficientStatistics] | None = None) -> bool:
@@ -1009,10 +1013,15 @@ class OnlineGaussianMixture(base.Clusterer):
         window a split is tested on (`online_em.splits`).
         """
         self._sync()
-        windowed = self._watching and X is not None and len(X) > 0  # (a move below may change it)
+        # (a move below may change it; a one-point row is in the window already: not watching)
+        windowed = self._watching and self._splitting and X is not None and len(X) > 0
         if self._refined_newborn is not None:  # the batch a newborn was just refined on
             batch = moves.reshaped(batch, self._refined_newborn, self._stats)
             self._refined_newborn = None
+        if self._watching and self._held and self._held.expiring(self.n_samples_seen + int(round(batch.count))):
+            # held points whose wait ends within the batch are learned with it (one M-step)
+            rows = np.array(self._held.take_expired(self.n_samples_seen + int(round(batch.count))))
+            batch = batch.merge(self.expected_statistics(rows))
         m = int(round(batch.count))
         if m < 1:
             return
@@ -1029,7 +1038,7 @@ class OnlineGaussianMixture(base.Clusterer):
         self._repair(X)
         if self.adaptive and self._since_check >= self._check_spacing:
             self._check_structure()
-        if windowed and self._watching:
+        if windowed and self._splitting:
             self._add_to_window(X.tolist())
         if self._watching and self._held:
             self._after_holding()

@@ -27,8 +27,12 @@ from __future__ import annotations
 import functools
 import math
 
-__all__ = ["BIRTH_P_VALUE", "HOLD_POINTS", "HeldPoints", "chi2_quantile", "is_novel", "min_birth_points", "nearest_distances",
-           "poisson_tail"]
+import numpy as np
+
+from . import missing
+
+__all__ = ["BIRTH_P_VALUE", "HOLD_POINTS", "HeldPoints", "chi2_quantile", "held_out", "is_novel", "min_birth_points",
+           "nearest_distances", "poisson_tail"]
 
 BIRTH_P_VALUE = 1e-6
 HOLD_POINTS = 2000
@@ -54,6 +58,28 @@ def is_novel(params, X, threshold: float):
 
     """
     return nearest_distances(params, X) > threshold
+
+
+def held_out(params, X, threshold: float, limit: int | None = None):
+    """The E-step of a batch whose novel rows are held back: (the summed statistics of its other
+    rows, the offsets of the novel ones in X, increasing). At most `limit` rows are held (the
+    first ones; later novel rows are learned). The model's batch path and `online_em.dask`'s
+    workers both take their statistics so, so that they agree exactly. Complete rows are judged on
+    the E-step's own densities (`MixtureParameters.held_out_statistics`, one pass); a row with a
+    missing value is never novel (`is_novel`).
+
+    >>> from online_em.stats import MixtureParameters
+    >>> params = MixtureParameters.from_covariances("diag", np.array([1.0, 0.0]), np.zeros((2, 1)), np.ones((2, 1)))
+    >>> stats, offsets = held_out(params, np.array([[0.5], [4.0], [np.nan]]), chi2_quantile(1, 0.999))
+    >>> offsets.tolist(), stats.count
+    ([1], 1.0)
+
+    """
+    X = np.asarray(X, dtype=np.float64)
+    if not missing.has_missing(X):
+        return params.held_out_statistics(X, threshold, limit)
+    offsets = np.flatnonzero(is_novel(params, X, threshold))[:limit]
+    return missing.expected_statistics(params, np.delete(X, offsets, axis=0) if len(offsets) else X), offsets
 
 
 @functools.lru_cache(maxsize=64)

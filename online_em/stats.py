@@ -979,6 +979,91 @@ class MixtureParameters:
             total = part if total is None else total.merge(part)
         return total
 
+    def held_out_statistics(
+        self, X: np.ndarray, threshold: float, limit: int | None = None
+    ) -> tuple[SufficientStatistics, np.ndarray]:
+        """E-step with the novel rows held out, in one pass: the summed statistics of the rows of
+        X (complete) that are not novel, and the offsets (N_held,) of those that are, those whose
+        squared Mahalanobis distance to every active component exceeds `threshold` (the first
+        `limit` of them; later ones are learned). The distances come from the E-step's own
+        weighted log densities, d_k = -2 (log w_k N_k(x) - log w_k - log det P_k^(1/2) + D log(2 pi) / 2),
+        so the batch is whitened once, not twice. `online_em.novelty.held_out` is the entry point.
+
+        >>> import numpy as np
+        >>> params = MixtureParameters.from_covariances(
+        ...     "diag", np.array([0.5, 0.5]), np.array([[0.0], [10.0]]), np.ones((2, 1)))
+        >>> stats, held = params.held_out_statistics(np.array([[0.0], [30.0], [10.0]]), 10.83)
+        >>> held.tolist(), stats.count, stats.s0.round(6).tolist()
+        ([1], 2.0, [1.0, 1.0])
+
+        """
+        X = np.asarray(X, dtype=np.float64)
+        eta = self.natural_parameters()
+        offsets, largest, smallest = self._log_normalisers()
+        # A row's nearest component is within the threshold if its best weighted density is
+        # above `closest` (with the largest offset), and beyond it if below `farthest`: only rows
+        # in between are looked at component by component.
+        bound = -0.5 * threshold
+        closest, farthest = bound + largest, bound + smallest
+        budget = len(X) if limit is None else limit
+        held, total, moments = [], None, None
+        rows = self._chunk_rows(eta)
+        for start in range(0, len(X), rows):
+            chunk = X[start : start + rows]
+            T = None if eta is None else moment_features(chunk, self.shift, self.covariance_type)
+            wlp = eta @ T if T is not None else self._weighted_log_prob_chunk(chunk, None)
+            top = wlp.max(axis=0)
+            novel = np.flatnonzero(top < closest)
+            if len(novel):
+                unsure = top[novel] >= farthest
+                if unsure.any():  # -d/2 for the nearest component, exactly
+                    nearest = (wlp[:, novel[unsure]] - offsets[:, None]).max(axis=0)
+                    unsure[unsure] = nearest >= bound
+                    novel = novel[~unsure]
+                novel = novel[:budget]
+                budget -= len(novel)
+                held.append(novel + start)
+            finite = np.isfinite(top)
+            if not finite.all():
+                top[~finite] = 0.0
+            wlp -= top
+            np.exp(wlp, out=wlp)
+            wlp /= wlp.sum(axis=0)
+            if T is not None:
+                if len(novel):
+                    wlp[:, novel] = 0.0  # held out of the sums
+                part = wlp @ T.T
+                moments = part if moments is None else moments + part
+            else:
+                keep = np.ones(len(chunk), dtype=bool)
+                keep[novel] = False
+                part = SufficientStatistics.from_batch(chunk[keep], wlp[:, keep].T, self.shift, self.covariance_type)
+                total = part if total is None else total.merge(part)
+        held = np.concatenate(held) if held else np.zeros(0, dtype=np.int64)
+        if eta is None:
+            if total is None:  # no rows
+                total = SufficientStatistics.from_batch(X, np.zeros((0, self.n_components)), self.shift,
+                                                        self.covariance_type)
+            return total, held
+        if moments is None:
+            moments = np.zeros_like(eta)
+        return SufficientStatistics.from_moments(moments, self.shift, self.covariance_type, len(X) - len(held)), held
+
+    def _log_normalisers(self) -> tuple[np.ndarray, float, float]:
+        """log w_k + log det P_k^(1/2) - D log(2 pi) / 2 (K,), +inf for an inactive component (weight
+        0), and its largest and smallest values over the active ones: a weighted log density less
+        this is minus half the squared Mahalanobis distance (-inf for an inactive component)."""
+        cached = self.__dict__.get("_cached_log_normalisers")
+        if cached is None:
+            active = self.weights > 0.0
+            log_det = np.broadcast_to(self.log_det_precision_cholesky, self.weights.shape)
+            with np.errstate(divide="ignore"):
+                values = np.log(self.weights) + log_det - 0.5 * self.means.shape[1] * _LOG_2PI
+            values[~active] = math.inf
+            cached = (values, float(values[active].max()), float(values[active].min()))
+            self.__dict__["_cached_log_normalisers"] = cached
+        return cached
+
     def _expected_statistics_expanded(self, X: np.ndarray, eta: np.ndarray) -> SufficientStatistics:
         """`expected_statistics` through the exponential-family form: per chunk of rows, the
         features T, log densities eta T (one GEMM), responsibilities R by log-sum-exp with one

@@ -482,6 +482,17 @@ def factored(cov: np.ndarray, reg_covar: float) -> tuple[np.ndarray, np.ndarray,
     return cov, np.linalg.inv(chol), -np.log(_diagonal(chol)).sum(axis=-1), largest, repaired
 
 
+def _responsibilities_in_place(wlp: np.ndarray, top: np.ndarray) -> None:
+    """Weighted log densities (K, N) to responsibilities in place, by log-sum-exp with one exp;
+    `top` (N,) is their maximum over the components (changed where it is not finite)."""
+    finite = np.isfinite(top)
+    if not finite.all():
+        top[~finite] = 0.0
+    wlp -= top
+    np.exp(wlp, out=wlp)
+    wlp /= wlp.sum(axis=0)
+
+
 def _natural_constants(
     weights: np.ndarray, log_det: np.ndarray, n_features: int, half_quadratic: np.ndarray
 ) -> np.ndarray:
@@ -1023,12 +1034,7 @@ class MixtureParameters:
                 novel = novel[:budget]
                 budget -= len(novel)
                 held.append(novel + start)
-            finite = np.isfinite(top)
-            if not finite.all():
-                top[~finite] = 0.0
-            wlp -= top
-            np.exp(wlp, out=wlp)
-            wlp /= wlp.sum(axis=0)
+            _responsibilities_in_place(wlp, top)
             if T is not None:
                 if len(novel):
                     wlp[:, novel] = 0.0  # held out of the sums
@@ -1073,13 +1079,7 @@ class MixtureParameters:
         for start in range(0, len(X), rows):
             T = moment_features(X[start : start + rows], self.shift, self.covariance_type)
             resp = eta @ T
-            top = resp.max(axis=0)
-            finite = np.isfinite(top)
-            if not finite.all():
-                top[~finite] = 0.0
-            resp -= top
-            np.exp(resp, out=resp)
-            resp /= resp.sum(axis=0)
+            _responsibilities_in_place(resp, resp.max(axis=0))
             part = resp @ T.T
             moments = part if moments is None else moments + part
         if moments is None:  # no rows

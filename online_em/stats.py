@@ -1024,19 +1024,19 @@ class MixtureParameters:
             T = None if eta is None else moment_features(chunk, self.shift, self.covariance_type)
             wlp = eta @ T if T is not None else self._weighted_log_prob_chunk(chunk, None)
             top = wlp.max(axis=0)
-            novel = np.flatnonzero(top < closest)
-            if len(novel):
-                unsure = top[novel] >= farthest
-                if unsure.any():  # -d/2 for the nearest component, exactly
-                    nearest = (wlp[:, novel[unsure]] - offsets[:, None]).max(axis=0)
-                    unsure[unsure] = nearest >= bound
-                    novel = novel[~unsure]
+            novel = np.flatnonzero(top < closest).tolist()  # (a few rows: plain Python from here)
+            if novel:
+                unsure = [i for i, best in zip(novel, top[novel].tolist()) if best >= farthest]
+                if unsure:  # -d/2 for the nearest component, exactly
+                    nearest = (wlp[:, unsure] - offsets[:, None]).max(axis=0).tolist()
+                    within = {i for i, d in zip(unsure, nearest) if d >= bound}
+                    novel = [i for i in novel if i not in within]
                 novel = novel[:budget]
                 budget -= len(novel)
-                held.append(novel + start)
+                held.extend(start + i for i in novel)
             _responsibilities_in_place(wlp, top)
             if T is not None:
-                if len(novel):
+                if novel:
                     wlp[:, novel] = 0.0  # held out of the sums
                 part = wlp @ T.T
                 moments = part if moments is None else moments + part
@@ -1045,7 +1045,7 @@ class MixtureParameters:
                 keep[novel] = False
                 part = SufficientStatistics.from_batch(chunk[keep], wlp[:, keep].T, self.shift, self.covariance_type)
                 total = part if total is None else total.merge(part)
-        held = np.concatenate(held) if held else np.zeros(0, dtype=np.int64)
+        held = np.array(held, dtype=np.int64)
         if eta is None:
             if total is None:  # no rows
                 total = SufficientStatistics.from_batch(X, np.zeros((0, self.n_components)), self.shift,
@@ -1060,13 +1060,14 @@ class MixtureParameters:
         0), and its largest and smallest values over the active ones: a weighted log density less
         this is minus half the squared Mahalanobis distance (-inf for an inactive component)."""
         cached = self.__dict__.get("_cached_log_normalisers")
-        if cached is None:
-            active = self.weights > 0.0
-            log_det = np.broadcast_to(self.log_det_precision_cholesky, self.weights.shape)
-            with np.errstate(divide="ignore"):
-                values = np.log(self.weights) + log_det - 0.5 * self.means.shape[1] * _LOG_2PI
-            values[~active] = math.inf
-            cached = (values, float(values[active].max()), float(values[active].min()))
+        if cached is None:  # (a few floats: plain Python is several times faster than numpy here)
+            weights = self.weights.tolist()
+            log_det = self.log_det_precision_cholesky
+            log_dets = log_det.tolist() if np.ndim(log_det) else [float(log_det)] * len(weights)
+            constant = 0.5 * self.means.shape[1] * _LOG_2PI
+            values = [math.log(w) + d - constant if w > 0.0 else math.inf for w, d in zip(weights, log_dets)]
+            active = [v for v in values if v < math.inf]
+            cached = (np.array(values), max(active), min(active))
             self.__dict__["_cached_log_normalisers"] = cached
         return cached
 

@@ -485,9 +485,12 @@ class PairEngine(ScalarEngine):
 # - an update would cancel (1 + rho d^T P d reaches 2: it removes half of P along d or more) or
 #   shrink T by half or more (1 - rho at most 0.5), or the scale g (which only grows) exceeds
 #   SCALE_LIMIT.
-# On overlapping clusters (5-D, 3 components) that is one update in 20 to 30.
+# On overlapping clusters (5-D, 3 components) that is one update in 20 to 30. DRIFT_LIMIT is a
+# bound on the sum of worst cases: on a 64-D stream (K = 10, 3,000 points past 2,000) the tracked
+# log densities stayed within 1.5e-11 relative of an exact factorisation's with 1e-9, and 9.5%
+# of the component updates were refactorisations with 1e-10 (1.8e-12), 2.2% with 1e-9.
 FIRST_ORDER_LIMIT = 1e-6
-DRIFT_LIMIT = 1e-10
+DRIFT_LIMIT = 1e-9
 SCALE_LIMIT = 1e8
 DRIFT_BUDGET = DRIFT_LIMIT / 2.220446049250313e-16
 

@@ -69,6 +69,7 @@ import missing_values  # noqa: E402
 import anomaly_bench  # noqa: E402
 import structure_bench  # noqa: E402
 import drift_bench  # noqa: E402
+import minimal_em  # noqa: E402
 import real_data  # noqa: E402
 
 import online_em  # noqa: E402
@@ -241,7 +242,16 @@ def bench_per_point(report: Report, sizes: Sizes) -> None:
                 model.learn_predict_one(x)
             return clock() - start
 
-        sides = {"kmeans": kmeans, "ours": ours, **({"ours_lp": ours_lp} if both_calls else {})}
+        def minimal(stream=stream, K=K):  # the ceiling of any pure-Python EM (benchmarks/minimal_em.py)
+            model = minimal_em.MinimalEM([1.0 / K] * K, [15.0 + 30.0 * k / max(K - 1, 1) for k in range(K)], [25.0] * K)
+            start = clock()
+            for x in stream:
+                model.learn_one(x)
+                model.predict_one(x)
+            return clock() - start
+
+        sides = {"kmeans": kmeans, "ours": ours, **({"ours_lp": ours_lp} if both_calls else {}),
+                 **({"minimal": minimal} if X.shape[1] == 1 else {})}
         times = interleave(sides, sizes.per_point_repeats, budget=sizes.case_budget, min_repeats=2)
         counts.append(rounds(times))
         rate = {side: len(stream) / median(ts) for side, ts in times.items()}
@@ -254,11 +264,20 @@ def bench_per_point(report: Report, sizes: Sizes) -> None:
                 f"River KMeans {fmt_rate(rate['kmeans'])}", ratio, f">= {target}", met))
             rows.append([name, label, fmt_rate(rate[side]), fmt_rate(rate["kmeans"]), f"{ratio:.2f}",
                          f">= {target}", verdict(met, report.quick)])
+        if "minimal" in rate:
+            ratio = rate["minimal"] / rate["kmeans"]
+            label = "ceiling: a minimal EM step in plain Python, learn_one + predict_one"
+            report.summary.append(Row("1. per point", f"{name}, {label}", fmt_rate(rate["minimal"]),
+                                      f"River KMeans {fmt_rate(rate['kmeans'])}", ratio, "n/a", None))
+            rows.append([name, label, fmt_rate(rate["minimal"]), fmt_rate(rate["kmeans"]), f"{ratio:.2f}", "n/a",
+                         "n/a"])
     lines = [
         f"`learn_one(x)` then `predict_one(x)` for each of {n:,} points ({high:,} in 18 and 64 dimensions; "
         f"dicts built beforehand), from a fresh model (its warm-up of {STREAM_WARM_UP} points included) against "
         "`river.cluster.KMeans(n_clusters=K, seed=0)` doing the same; the second row of the first cases uses "
         f"`learn_predict_one(x)` (predict, then learn). Median of {runs(counts)}; ratio = ours / KMeans in points per second.",
+        "The 1-D ceiling row is `benchmarks/minimal_em.py`: an E-step, one step size and the blend in floats, "
+        "without averaging, checks or structure, the least any pure-Python online EM does per point (not judged).",
         "",
     ]
     lines += table(["data", "our call", "ours", "River KMeans", "ratio", "target", ""], rows)
@@ -747,8 +766,13 @@ def bench_cli(report: Report, sizes: Sizes, workdir: str, cli: list[str] | None,
     with open(plain, "w") as f:
         f.write(PLAIN_LOOP)
     plain_cmd = [sys.executable, plain]
+    minimal = os.path.join(workdir, "minimal_loop.py")
+    with open(minimal, "w") as f:
+        f.write(minimal_em.MINIMAL_LOOP.format(here=os.path.dirname(os.path.abspath(minimal_em.__file__))))
+    minimal_cmd = [sys.executable, minimal]
     notes = []
-    sides = {"plain": lambda: _checked(plain_cmd, data, env, "plain loop")}
+    sides = {"plain": lambda: _checked(plain_cmd, data, env, "plain loop"),
+             "minimal": lambda: _checked(minimal_cmd, data, env, "minimal EM loop")}
     if cli is not None:
         check = _validate_cli(cli, values[:1000], workdir, env)
         if check:
@@ -760,9 +784,13 @@ def bench_cli(report: Report, sizes: Sizes, workdir: str, cli: list[str] | None,
         times = interleave(sides, sizes.cli_repeats, budget=2 * sizes.case_budget)
     except RuntimeError as error:
         cli, why = None, f"n/a (CLI failed: {str(error)[:160]})"
-        times = interleave({"plain": sides["plain"]}, sizes.cli_repeats)
+        times = interleave({"plain": sides["plain"], "minimal": sides["minimal"]}, sizes.cli_repeats)
     t_plain = median(times["plain"])
     rows = []
+    t_minimal = median(times["minimal"])
+    report.summary.append(Row("4. CLI", f"ceiling: a minimal EM step per line, {n:,} lines",
+                              f"{fmt_s(t_minimal)} ({fmt_rate(n / t_minimal)})",
+                              f"plain loop {fmt_s(t_plain)} ({fmt_rate(n / t_plain)})", t_plain / t_minimal, "n/a", None))
     for bs, target in ((1024, 1.0), (1, 0.25)):
         case = f"label --batch-size {bs}, {n:,} lines"
         if cli is None:
@@ -779,6 +807,8 @@ def bench_cli(report: Report, sizes: Sizes, workdir: str, cli: list[str] | None,
         rows.append([f"--batch-size {bs}", f"{fmt_s(t)} ({fmt_rate(n / t)})",
                      f"{fmt_s(t_plain)} ({fmt_rate(n / t_plain)})", f"{ratio:.2f}", f">= {target}",
                      verdict(met, report.quick)])
+    rows.append(["ceiling: `minimal_loop.py`", f"{fmt_s(t_minimal)} ({fmt_rate(n / t_minimal)})",
+                 f"{fmt_s(t_plain)} ({fmt_rate(n / t_plain)})", f"{t_plain / t_minimal:.2f}", "n/a", "n/a"])
     shown = " ".join(os.path.basename(c) if c == sys.executable else c for c in (cli or ["online-em"]))
     lines = [
         f"`{shown} label --batch-size B < stream.txt > /dev/null` over {n:,} lines (the tutorial's "
@@ -787,7 +817,8 @@ def bench_cli(report: Report, sizes: Sizes, workdir: str, cli: list[str] | None,
         "Both are subprocesses timed wall-clock, interpreter start-up and imports included, with "
         f"PYTHONUNBUFFERED and PYTHONDONTWRITEBYTECODE removed from their environment (as a user's "
         f"shell has it). Median of {runs(rounds(times))}; "
-        "ratio = plain loop time / CLI time.",
+        "ratio = plain loop time / CLI time. The ceiling row is the plain loop with one learn_one and one "
+        "predict_one of `benchmarks/minimal_em.py` per line (the least any pure-Python online EM does; not judged).",
         "",
     ]
     lines += table(["CLI", "online-em label", "plain loop", "ratio", "target", ""], rows)

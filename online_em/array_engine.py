@@ -157,13 +157,15 @@ class FullArrayEngine(Engine):
 
     @staticmethod
     def _iterate_log_probs(parameters, x):
-        """(weighted log densities, d, P_hat d, d'P_hat d, |P_hat d|^2) under the iterate's form."""
+        """(weighted log densities, squared distances, d, P_hat d, d'P_hat d, |P_hat d|^2) under the
+        iterate's form."""
         constants, means, precision, g, ge2 = parameters
         d = x - means
         v = np.matmul(precision, d[:, :, None])[:, :, 0]
         dv = np.einsum("ki,ki->k", d, v)
         vv = np.einsum("ki,ki->k", v, v)
-        return constants - 0.5 * (g * dv - ge2 * vv), d, v, dv, vv
+        distances = g * dv - ge2 * vv
+        return constants - 0.5 * distances, distances, d, v, dv, vv
 
     @staticmethod
     def _reported_log_probs(parameters, x):
@@ -193,27 +195,32 @@ class FullArrayEngine(Engine):
         update, if the row is farther than `limit` from every active component."""
         x = self._centred(row)
         parameters, _ = self.iterate
-        wlp, d, v, dv, vv = self._iterate_log_probs(parameters, x)
+        wlp, distances, d, v, dv, vv = self._iterate_log_probs(parameters, x)
+        a_old = self.s0
+        active = bool(a_old.min() > 0.0)  # the usual case: the engine holds the active components
         if limit is not None:
-            distances = (parameters[3] * dv - parameters[4] * vv)[self.s0 > 0.0]
+            if not active:
+                distances = distances[a_old > 0.0]
             if (float(distances.min()) if len(distances) else math.inf) > limit:
                 return NOVEL
         label = int(np.argmax(self._labelling_log_probs(x)[0])) if predict else 0
         top = float(wlp.max())
         if not -math.inf < top < math.inf:  # (NaN fails too) raised before anything changes
             raise NotLearnable
-        weights = np.exp(wlp - top)
-        r = weights / weights.sum()
+        r = np.exp(wlp - top)
+        r /= r.sum()
         self.t += 1
         before = self.count
         self.count = before + 1.0
         halflife = self.halflife
         gamma = point_step(self.t, RECENCY_ALPHA, halflife)
         share = weight_step(before, 1.0, halflife)
-        a_old = self.s0
         a = a_old + share * (r - a_old)
         eta = component_steps(a_old * before, r, self.alpha, None if halflife is None else halflife * a)
-        keep = np.divide((1.0 - eta) * a, a_old, out=np.zeros_like(a), where=a_old > 0.0)
+        if active:
+            keep = (1.0 - eta) * a / a_old
+        else:
+            keep = np.divide((1.0 - eta) * a, a_old, out=np.zeros_like(a), where=a_old > 0.0)
         take = eta * a
         s1, s2 = self.s1, self.s2
         s1 *= keep[:, None]
@@ -221,15 +228,23 @@ class FullArrayEngine(Engine):
         s2 *= keep[:, None, None]
         s2 += np.multiply(take[:, None, None], x[:, None] * x, out=self.scratch)
         self.s0 = a
-        self.rho = self.rho * (1.0 - gamma) + gamma * r
+        rho = self.rho
+        rho *= 1.0 - gamma
+        rho += gamma * r
         prior = self._prior_masses()
         total = float(prior.sum())
-        log_weights = np.where(a > 0.0, np.log(np.where(a > 0.0, prior, 1.0)), -math.inf)
+        if active:  # (a > 0 where a_old > 0)
+            log_weights = np.log(prior)
+        else:
+            log_weights = np.where(a > 0.0, np.log(np.where(a > 0.0, prior, 1.0)), -math.inf)
         self.iterate = (self._updated(parameters, a_old, a, keep, take, log_weights, d, v, dv, vv), total)
         if self.t >= self.due:
             self._average()
-        live = a[a > 0.0]
-        lightest = float(live.min()) if len(live) else math.inf
+        if active:
+            lightest = float(a.min())
+        else:
+            live = a[a > 0.0]
+            lightest = float(live.min()) if len(live) else math.inf
         return label if lightest >= COLLAPSE_WEIGHT * total else -1 - label
 
     def _updated(self, parameters, a_old, a, keep, take, log_weights, d, v, dv, vv):
@@ -251,12 +266,17 @@ class FullArrayEngine(Engine):
         spread = shrink * self.spread + rho * np.einsum("ki,ki->k", d, d) + r
         drift = drift + g * lam * spread
         tracked = (shrink > 0.5) & (cancel < 2.0) & (drift < DRIFT_BUDGET)
-        beta = np.where(tracked, rho * g / cancel, 0.0)
-        g = np.where(tracked, g / np.where(tracked, shrink, 1.0), g)
+        if tracked.all():  # the usual case, without the guards
+            beta = rho * g / cancel
+            g = g / shrink
+            log_det = log_det + np.log(cancel) + D * np.log(shrink)
+        else:
+            beta = np.where(tracked, rho * g / cancel, 0.0)
+            g = np.where(tracked, g / np.where(tracked, shrink, 1.0), g)
+            log_det = log_det + np.log(np.where(tracked, cancel, 1.0)) + D * np.log(np.where(tracked, shrink, 1.0))
         # in place: the old iterate's precision is this update's to replace
         precision -= np.multiply((beta[:, None] * v)[:, :, None], v[:, None, :], out=self.scratch)
         trace = trace - beta * vv
-        log_det = log_det + np.log(np.where(tracked, cancel, 1.0)) + D * np.log(np.where(tracked, shrink, 1.0))
         precision_trace = g * trace
         # eps lambda_max(P) and the log det's error, (eps lambda_max(P)) (eps tr P) / 2, within
         # FullEngine's bounds (eps tr P at most FIRST_ORDER_LIMIT)
@@ -264,8 +284,8 @@ class FullArrayEngine(Engine):
         tracked &= np.abs(eps) * np.sqrt(g * lam) * np.sqrt(np.abs(precision_trace)) < FIRST_ORDER_LIMIT
         constants = log_weights - 0.5 * (log_det + eps * precision_trace) - D * _HALF_LOG_2PI
         ge2 = eps * g * g
-        refresh = np.flatnonzero(~tracked)
-        if len(refresh):
+        if not tracked.all():
+            refresh = np.flatnonzero(~tracked)
             exact_means, _, exact_precision, exact_log_det, exact_trace, exact_r, repaired, largest, widest = (
                 self._exact(a[refresh], self.s1[refresh], self.s2[refresh]))
             lam = lam.copy()

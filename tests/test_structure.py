@@ -317,3 +317,34 @@ def test_best_reduction_merges_the_cheapest_pair_or_leaves_the_points():
     assert moves.best_reduction(params, masses, born, 10_000, rows, 1e-4) == (0, 3)
     # Components younger than MERGE_AGE do not merge.
     assert moves.best_reduction(params, masses, np.array([9_900] * 3), 10_000, rows, 1.0) is None
+
+
+@pytest.mark.parametrize("covariance_type, D, far", [
+    ("full", 3, False), ("diag", 4, False), ("spherical", 2, False), ("tied", 3, False), ("full", 1, False),
+    ("full", 3, True),  # means far from the shift: the E-step whitens directly (no expanded form)
+    ("full", 12, False),  # more features than the expanded form pays for: whitened directly too
+])
+def test_the_held_out_e_step_is_the_e_step_of_the_rows_that_are_not_novel(covariance_type, D, far):
+    """`held_out_statistics` judges novelty on the E-step's own densities: the same rows as
+    `is_novel`, and the statistics of the others, as `expected_statistics` gives them; at most
+    `limit` rows are held (the first ones)."""
+    rng = np.random.default_rng(D)
+    K = 3
+    means = rng.normal(0.0, 6.0, (K, D)) + (1e4 if far else 0.0)
+    covariances = {"full": np.stack([np.eye(D) * s for s in (1.0, 2.0, 0.5)]), "diag": rng.uniform(0.5, 2.0, (K, D)),
+                   "spherical": rng.uniform(0.5, 2.0, K), "tied": np.eye(D) * 1.5}[covariance_type]
+    params = MixtureParameters.from_covariances(covariance_type, np.array([0.5, 0.3, 0.2]), means, covariances,
+                                                means.mean(axis=0) if far else np.zeros(D))
+    X = np.concatenate([means[rng.integers(0, K, 600)] + rng.normal(0.0, 1.0, (600, D)),
+                        rng.uniform(-40.0, 40.0, (60, D)) + (1e4 if far else 0.0)])[rng.permutation(660)]
+    threshold = novelty.chi2_quantile(D, 0.999)
+    stats, held = params.held_out_statistics(X, threshold)
+    expected = np.flatnonzero(novelty.is_novel(params, X, threshold))
+    assert held.tolist() == expected.tolist() and 30 < len(held) < 200
+    want = params.expected_statistics(np.delete(X, held, axis=0))
+    assert stats.count == want.count == len(X) - len(held)
+    for name in ("s0", "s1", "s2"):
+        np.testing.assert_allclose(getattr(stats, name), getattr(want, name), rtol=1e-9, atol=1e-9)
+    first, held_first = params.held_out_statistics(X, threshold, limit=5)
+    assert held_first.tolist() == expected[:5].tolist() and first.count == len(X) - 5
+

@@ -1018,10 +1018,10 @@ class OnlineGaussianMixture(base.Clusterer):
         if self._refined_newborn is not None:  # the batch a newborn was just refined on
             batch = moves.reshaped(batch, self._refined_newborn, self._stats)
             self._refined_newborn = None
-        if self._watching and self._held and self._held.expiring(self.n_samples_seen + int(round(batch.count))):
+        end = self.n_samples_seen + int(round(batch.count))
+        if self._watching and self._held and self._held.expiring(end):
             # held points whose wait ends within the batch are learned with it (one M-step)
-            rows = np.array(self._held.take_expired(self.n_samples_seen + int(round(batch.count))))
-            batch = batch.merge(self.expected_statistics(rows))
+            batch = batch.merge(self.expected_statistics(np.array(self._held.take_expired(end))))
         m = int(round(batch.count))
         if m < 1:
             return

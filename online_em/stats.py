@@ -976,19 +976,7 @@ class MixtureParameters:
         [1.0, 2.0]
 
         """
-        X = np.asarray(X, dtype=np.float64)
-        eta = self.natural_parameters()
-        if eta is not None:
-            return self._expected_statistics_expanded(X, eta)
-        total = None
-        # Large batches go in row chunks, merged in order (see `_chunk_rows`).
-        rows = self._chunk_rows(None)
-        for start in range(0, max(len(X), 1), rows):
-            chunk = X[start : start + rows]
-            resp, _ = self.responsibilities(chunk)
-            part = SufficientStatistics.from_batch(chunk, resp, self.shift, self.covariance_type)
-            total = part if total is None else total.merge(part)
-        return total
+        return self.held_out_statistics(X, math.inf)[0]
 
     def held_out_statistics(
         self, X: np.ndarray, threshold: float, limit: int | None = None
@@ -998,7 +986,11 @@ class MixtureParameters:
         squared Mahalanobis distance to every active component exceeds `threshold` (the first
         `limit` of them; later ones are learned). The distances come from the E-step's own
         weighted log densities, d_k = -2 (log w_k N_k(x) - log w_k - log det P_k^(1/2) + D log(2 pi) / 2),
-        so the batch is whitened once, not twice. `online_em.novelty.held_out` is the entry point.
+        so the batch is whitened once, not twice. `online_em.novelty.held_out` is the entry point;
+        `expected_statistics` is this with no threshold. Per chunk of rows (`_chunk_rows`): the
+        features T and the log densities eta T (one GEMM), responsibilities by log-sum-exp with one
+        exp, and the statistics R T' (another GEMM); where the expanded form would lose precision
+        (`natural_parameters` None), the rows are whitened directly.
 
         >>> import numpy as np
         >>> params = MixtureParameters.from_covariances(
@@ -1010,12 +1002,14 @@ class MixtureParameters:
         """
         X = np.asarray(X, dtype=np.float64)
         eta = self.natural_parameters()
-        offsets, largest, smallest = self._log_normalisers()
-        # A row's nearest component is within the threshold if its best weighted density is
-        # above `closest` (with the largest offset), and beyond it if below `farthest`: only rows
-        # in between are looked at component by component.
-        bound = -0.5 * threshold
-        closest, farthest = bound + largest, bound + smallest
+        screened = threshold < math.inf
+        if screened:
+            # A row's nearest component is within the threshold if its best weighted density is
+            # above `closest` (with the largest offset), and beyond it if below `farthest`: only
+            # rows in between are looked at component by component.
+            offsets, largest, smallest = self._log_normalisers()
+            bound = -0.5 * threshold
+            closest, farthest = bound + largest, bound + smallest
         budget = len(X) if limit is None else limit
         held, total, moments = [], None, None
         rows = self._chunk_rows(eta)
@@ -1024,7 +1018,7 @@ class MixtureParameters:
             T = None if eta is None else moment_features(chunk, self.shift, self.covariance_type)
             wlp = eta @ T if T is not None else self._weighted_log_prob_chunk(chunk, None)
             top = wlp.max(axis=0)
-            novel = np.flatnonzero(top < closest).tolist()  # (a few rows: plain Python from here)
+            novel = np.flatnonzero(top < closest).tolist() if screened else []  # (few rows: plain Python)
             if novel:
                 unsure = [i for i, best in zip(novel, top[novel].tolist()) if best >= farthest]
                 if unsure:  # -d/2 for the nearest component, exactly
@@ -1041,9 +1035,11 @@ class MixtureParameters:
                 part = wlp @ T.T
                 moments = part if moments is None else moments + part
             else:
-                keep = np.ones(len(chunk), dtype=bool)
-                keep[novel] = False
-                part = SufficientStatistics.from_batch(chunk[keep], wlp[:, keep].T, self.shift, self.covariance_type)
+                if novel:
+                    keep = np.ones(len(chunk), dtype=bool)
+                    keep[novel] = False
+                    chunk, wlp = chunk[keep], wlp[:, keep]
+                part = SufficientStatistics.from_batch(chunk, wlp.T, self.shift, self.covariance_type)
                 total = part if total is None else total.merge(part)
         held = np.array(held, dtype=np.int64)
         if eta is None:
@@ -1070,19 +1066,3 @@ class MixtureParameters:
             cached = (np.array(values), max(active), min(active))
             self.__dict__["_cached_log_normalisers"] = cached
         return cached
-
-    def _expected_statistics_expanded(self, X: np.ndarray, eta: np.ndarray) -> SufficientStatistics:
-        """`expected_statistics` through the exponential-family form: per chunk of rows, the
-        features T, log densities eta T (one GEMM), responsibilities R by log-sum-exp with one
-        exp, and the statistics R T' (another GEMM)."""
-        rows = self._chunk_rows(eta)
-        moments = None
-        for start in range(0, len(X), rows):
-            T = moment_features(X[start : start + rows], self.shift, self.covariance_type)
-            resp = eta @ T
-            _responsibilities_in_place(resp, resp.max(axis=0))
-            part = resp @ T.T
-            moments = part if moments is None else moments + part
-        if moments is None:  # no rows
-            moments = np.zeros_like(eta)
-        return SufficientStatistics.from_moments(moments, self.shift, self.covariance_type, len(X))

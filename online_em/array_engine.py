@@ -111,17 +111,23 @@ class FullArrayEngine(Engine):
 
     # ---------------------------------------------------------------- exact parameters
 
-    def _exact(self, s0, s1, s2):
-        """(centred means, W, P = W'W, log det, tr P, r, repaired) of components with these
-        statistics, by Cholesky factorisation of their regularised covariances (with the
-        relative floor), repaired as the vectorised path repairs one that is not positive definite;
-        and bounds on the largest eigenvalues of each P and each regularised covariance (their
-        largest absolute row sums)."""
+    def _factors(self, s0, s1, s2):
+        """(centred means, regularised covariances, W = L^-1, log det W, largest variances,
+        repaired) of components with these statistics, by Cholesky factorisation of their
+        regularised covariances (with the relative floor), repaired as the vectorised path repairs
+        one that is not positive definite: what the reported parameters need."""
         mass = s0 + TINY_MASS
         means = s1 / mass[:, None]
         cov = s2 / mass[:, None, None] - means[:, :, None] * means[:, None, :]
         _diagonals(cov)[...] += self.reg_covar
         cov, inverse, log_det_w, largest, repaired = factored(cov, self.reg_covar)
+        return means, cov, inverse, log_det_w, largest, repaired
+
+    def _exact(self, s0, s1, s2):
+        """(centred means, W, P = W'W, log det, tr P, r, repaired) of components with these
+        statistics (`_factors`), and bounds on the largest eigenvalues of each P and each
+        regularised covariance (their largest absolute row sums): what the iterate's tracking needs."""
+        means, cov, inverse, log_det_w, largest, repaired = self._factors(s0, s1, s2)
         precision = np.matmul(np.swapaxes(inverse, 1, 2), inverse)
         trace = _diagonals(precision).sum(axis=1)
         bound = np.abs(precision).sum(axis=2).max(axis=1)
@@ -147,8 +153,9 @@ class FullArrayEngine(Engine):
 
     def _reported_parameters(self, s0, s1, s2):
         s0 = np.asarray(s0, dtype=np.float64)
-        means, inverse, _, log_det, _, _, _, _, _ = self._exact(s0, s1, s2)
-        return (self._constants(self._log_masses(s0), log_det), means, inverse), float(s0.sum()) + len(s0) * TINY_MASS
+        means, _, inverse, log_det_w, _, _ = self._factors(s0, s1, s2)  # (no precisions nor bounds)
+        return ((self._constants(self._log_masses(s0), -2.0 * log_det_w), means, inverse),
+                float(s0.sum()) + len(s0) * TINY_MASS)
 
     # ---------------------------------------------------------------- inference
 

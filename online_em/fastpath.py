@@ -35,10 +35,10 @@ import numpy as np
 from .steps import PRIOR_FLOOR, RECENCY_ALPHA, average_share, component_step, point_step, weight_step
 from .stats import (
     TINY_MASS,
-    AVERAGE_EVERY,
     COLLAPSE_WEIGHT,
     RELATIVE_COVARIANCE_FLOOR,
     SufficientStatistics,
+    average_every,
     factored,
 )
 
@@ -100,7 +100,7 @@ class Engine:
 
     __slots__ = (
         "covariance_type", "shift", "s0", "s1", "s2", "count", "rho", "avg", "avg_weights", "n_averaged", "pending", "t",
-        "alpha", "reg_covar", "average_after", "halflife", "iterate", "reported", "avg_from", "due",
+        "alpha", "reg_covar", "average_after", "halflife", "iterate", "reported", "avg_from", "due", "every",
     )
 
     def __init__(self, stats, recency, average, average_weights, n_averaged, pending, t, alpha, reg_covar, average_after,
@@ -122,13 +122,14 @@ class Engine:
         self.reg_covar = reg_covar
         self.average_after = average_after
         # The step count at which `_average` next has work: the learning loops test only this
-        # (points counted since the average last took in the iterate: AVERAGE_EVERY - (due - t)).
+        # (points counted since the average last took in the iterate: every - (due - t)).
+        self.every = average_every(len(self.shift))
         if average_after is None:
             self.due = math.inf
         elif self.avg is None:
             self.due = average_after
         else:
-            self.due = t + AVERAGE_EVERY - pending
+            self.due = t + self.every - pending
         self.halflife = halflife
         self.iterate = self._reweighted(self._parameters(self.s0, self.s1, self.s2), self._prior_masses(), self.s0)
         self.reported = None  # the average's parameters, derived when first read (`_shown_average`)
@@ -187,12 +188,12 @@ class Engine:
         averaged, pending, step counter)."""
         average = None if self.avg is None else self._arrays(*self.avg)
         weights = None if self.avg_weights is None else np.array(self.avg_weights)
-        pending = self.pending if self.avg is None or self.due == math.inf else AVERAGE_EVERY - (self.due - self.t)
+        pending = self.pending if self.avg is None or self.due == math.inf else self.every - (self.due - self.t)
         return (self._arrays(self.s0, self.s1, self.s2), np.array(self.rho), average, weights, self.n_averaged,
                 pending, self.t)
 
     def _average(self) -> None:
-        """Polyak averaging of the statistics, every AVERAGE_EVERY points (as the numpy path):
+        """Polyak averaging of the statistics, every `average_every` points (as the numpy path):
         the learning loops call it when the step count reaches `due`."""
         if self.t < self.due:
             return
@@ -201,11 +202,11 @@ class Engine:
             self.n_averaged, self.pending = 1, 0
             self.avg_from = [0] * len(self.s0)
         else:
-            taken, halflife = AVERAGE_EVERY - (self.due - self.t), self.halflife
+            taken, halflife = self.every - (self.due - self.t), self.halflife
             covered = self.n_averaged = self.n_averaged + taken
             self.pending = 0
             self._blend_average([average_share(taken, covered - start, halflife) for start in self.avg_from])
-        self.due = self.t + AVERAGE_EVERY
+        self.due = self.t + self.every
         total = sum(self.s0)
         self.avg_weights = [a / total for a in self.s0]
         self.reported = None  # (derived again when next read)
@@ -657,7 +658,6 @@ _NAMESPACE = {
     "inf": math.inf,
     "_TINY": _TINY,
     "TINY_MASS": TINY_MASS,
-    "AVERAGE_EVERY": AVERAGE_EVERY,
     "NOVEL": NOVEL,
     "COLLAPSE_WEIGHT": COLLAPSE_WEIGHT,
     "component_step": component_step,

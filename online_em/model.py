@@ -11,7 +11,7 @@ from river import base
 
 from . import fastpath, features, init, missing, moves, novelty, splits, steps, validation, warmup
 from .prior import DEFAULT_COUNT
-from .stats import AVERAGE_EVERY, COLLAPSE_WEIGHT, MixtureParameters, SufficientStatistics, check_covariance_type
+from .stats import COLLAPSE_WEIGHT, MixtureParameters, SufficientStatistics, average_every, check_covariance_type
 
 __all__ = ["ModelState", "OnlineGaussianMixture"]
 
@@ -1045,7 +1045,7 @@ class OnlineGaussianMixture(base.Clusterer):
 
     def _accumulate_average(self, m: int) -> None:
         """Polyak averaging: from `average_after` points on, the average takes in the iterate
-        (weighted by the points since it last did) every AVERAGE_EVERY points or more."""
+        (weighted by the points since it last did) every `stats.average_every` points or more."""
         start = self._average_start
         if start is None or self._t < start:
             return
@@ -1055,7 +1055,7 @@ class OnlineGaussianMixture(base.Clusterer):
             self._average_from[:] = 0
         else:
             self._pending_average += m
-            if self._pending_average < AVERAGE_EVERY:
+            if self._pending_average < average_every(len(self._features)):
                 return
             taken, self._pending_average = self._pending_average, 0
             self._n_averaged += taken

@@ -38,7 +38,7 @@ from .stats import MixtureParameters, SufficientStatistics
 
 __all__ = ["CHECK_EVERY", "CHECK_FRACTION", "MERGE_AGE", "NEWBORN_ITERATIONS", "PRUNE_AGE", "STALE_SHARE",
            "best_merge", "best_reduction", "birth", "reducible", "born_shares", "check_spacing",
-           "full_covariances", "pooled_covariance", "merge", "merge_cost", "merge_cost_bounds",
+           "full_covariances", "old_enough", "pooled_covariance", "merge", "merge_cost", "merge_cost_bounds",
            "merge_costs", "merge_penalty", "merged_shares", "newborn_moments", "prune", "pruned_shares",
            "second_moment", "reshaped", "stale_component"]
 
@@ -342,7 +342,7 @@ def best_merge(params: MixtureParameters, masses: np.ndarray, born: np.ndarray, 
     `merge_cost` is lowest and below `merge_penalty`; the heavier keeps its index. None if no
     pair qualifies. Only pairs near each other (MERGE_SCREEN) whose `merge_cost_bounds` are below
     the penalty are estimated."""
-    live = np.flatnonzero((params.weights > 0) & (born >= 0) & (t - born >= MERGE_AGE))
+    live = np.flatnonzero((params.weights > 0) & old_enough(born, t))
     if len(live) < 2:
         return None
     penalty = merge_penalty(params.covariance_type, params.n_features, float(masses.sum()))
@@ -371,15 +371,20 @@ def pooled_covariance(params: MixtureParameters) -> np.ndarray:
     return np.einsum("k,kde->de", weights, full_covariances(params, live))
 
 
+def old_enough(born: np.ndarray, t: int) -> np.ndarray:
+    """Which components are old enough to merge at point t: active for MERGE_AGE points or more
+    (born: when each became active, -1 while inactive)."""
+    return (born >= 0) & (t - born >= MERGE_AGE)
+
+
 def reducible(born: np.ndarray, t: int) -> bool:
-    """Whether `best_reduction` has a component old enough to merge at point t (born: when each
-    became active, -1 while inactive).
+    """Whether `best_reduction` has a component old enough to merge at point t (`old_enough`).
 
     >>> reducible(np.array([0, 900, -1]), 1000), reducible(np.array([600, 900, -1]), 1000)
     (True, False)
 
     """
-    return bool(((born >= 0) & (t - born >= MERGE_AGE)).any())
+    return bool(old_enough(born, t).any())
 
 
 # `best_reduction` estimates the pairs' costs this many at a time, cheapest lower bound first.
@@ -412,9 +417,9 @@ def best_reduction(params: MixtureParameters, masses: np.ndarray, born: np.ndarr
     rows = np.asarray(rows, dtype=np.float64)
     K = len(params.weights)
     live = np.flatnonzero(params.weights > 0)
-    if not reducible(born[live], t):
+    old = old_enough(born[live], t)
+    if not old.any():  # (`reducible`)
         return None
-    old = (born[live] >= 0) & (t - born[live] >= MERGE_AGE)
     mean, cov = newborn_moments(rows, pooled_covariance(params))
     mass = np.append(masses[live], rate * float(masses[live].sum()))
     extended = MixtureParameters.from_covariances(

@@ -524,15 +524,18 @@ def lower_inverse(L: np.ndarray) -> np.ndarray:
     return W
 
 
-def _responsibilities_in_place(wlp: np.ndarray, top: np.ndarray) -> None:
+def _responsibilities_in_place(wlp: np.ndarray, top: np.ndarray) -> np.ndarray:
     """Weighted log densities (K, N) to responsibilities in place, by log-sum-exp with one exp;
-    `top` (N,) is their maximum over the components (changed where it is not finite)."""
+    `top` (N,) is their maximum over the components (set to 0 where it is not finite). Returns
+    the sums (N,) of exp(wlp - top): each row's log density is log(sums) + top."""
     finite = np.isfinite(top)
     if not finite.all():
         top[~finite] = 0.0
     wlp -= top
     np.exp(wlp, out=wlp)
-    wlp /= wlp.sum(axis=0)
+    norm = wlp.sum(axis=0)
+    wlp /= norm
+    return norm
 
 
 def _natural_constants(
@@ -999,11 +1002,7 @@ class MixtureParameters:
         """Responsibilities (N, K) and log densities (N,): log-sum-exp with one ``exp``."""
         resp = self._weighted_log_prob_t(X)
         top = resp.max(axis=0)
-        top[~np.isfinite(top)] = 0.0
-        resp -= top
-        np.exp(resp, out=resp)
-        norm = resp.sum(axis=0)
-        resp /= norm
+        norm = _responsibilities_in_place(resp, top)
         return resp.T, np.log(norm) + top
 
     def expected_statistics(self, X: np.ndarray) -> SufficientStatistics:

@@ -655,8 +655,8 @@ class OnlineGaussianMixture(base.Clusterer):
             batch, X = self._hold_novel(X)
         else:
             batch = self.expected_statistics(X)
-        if len(X):
-            self.apply_statistics(batch, missing.complete_rows(X) if incomplete else X)
+        if batch.count > 0.0:
+            self.apply_statistics(batch, missing.complete_rows(X) if incomplete and X is not None else X)
         elif self._watching and self._held:
             self._after_holding()
 
@@ -704,17 +704,27 @@ class OnlineGaussianMixture(base.Clusterer):
         self._after_holding()
         return label
 
-    def _hold_novel(self, X: np.ndarray) -> tuple[SufficientStatistics, np.ndarray]:
+    def _hold_novel(self, X: np.ndarray) -> tuple[SufficientStatistics, np.ndarray | None]:
         """Hold back the novel rows of X (in order): the statistics of the rest, and the rest, to
-        learn (their E-step made again if holding changed the parameters)."""
+        learn (their E-step made again if holding changed the parameters). The rest is copied out
+        of X only when something reads it (a birth, or the split window while a slot is free):
+        else None, with every slot in use (`apply_statistics` reads X then for nothing else)."""
         self._sync()
         batch, offsets = novelty.held_out(self._params, X, self._novelty_threshold())
         if not len(offsets):
             return batch, X
-        others = np.delete(X, offsets, axis=0)
-        if self.hold(X[offsets], offsets, len(X), lambda params: missing.expected_statistics(params, others)) and len(others):
-            batch = self.expected_statistics(others)
-        return batch, others
+        rest: list[np.ndarray] = []
+
+        def others() -> np.ndarray:
+            if not rest:  # (a copy of the batch: as costly as its E-step in one feature)
+                rest.append(np.delete(X, offsets, axis=0))
+            return rest[0]
+
+        if self.hold(X[offsets], offsets, len(X), lambda params: missing.expected_statistics(params, others())):
+            if len(X) > len(offsets):
+                batch = self.expected_statistics(others())
+            return batch, others()
+        return batch, others() if self._splitting else None
 
     def hold(self, rows: np.ndarray, offsets: np.ndarray, n_rows: int,
              batch_statistics: typing.Callable[[MixtureParameters], SufficientStatistics] | None = None) -> bool:

@@ -30,6 +30,7 @@ pair, (n_i + n_j) KL(pair || moment-matched Gaussian), estimated on fixed quasi-
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -285,6 +286,37 @@ def _moment_matched(params: MixtureParameters, pairs: np.ndarray, masses: np.nda
     return w, means, covs, mean, cov
 
 
+@functools.lru_cache(maxsize=64)
+def _pair_indices(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """`np.triu_indices(n, 1)`, cached (it costs more than the rest of a check of two components)."""
+    a, b = np.triu_indices(n, 1)
+    a.flags.writeable = b.flags.writeable = False
+    return a, b
+
+
+def _pair_log_dets(params: MixtureParameters, pairs: np.ndarray, masses: np.ndarray):
+    """For each pair (P, 2) with masses (P, 2): the log determinants of the two covariances
+    (P, 2) and of the moment-matched Gaussian's (P,), and which are valid (P,). With one variance
+    per feature (diag, spherical, or one feature) in closed form: q's covariance is the diagonal
+    sum_c w_c var_c plus w_1 w_2 g g' (g the gap of the means), whose log determinant the matrix
+    determinant lemma gives; else by `np.linalg.slogdet`."""
+    K, D = params.means.shape
+    if params.covariance_type in ("diag", "spherical") or (params.covariance_type == "full" and D == 1):
+        w = masses / masses.sum(axis=1, keepdims=True)
+        variances = np.broadcast_to(np.reshape(params.covariances, (K, -1)), (K, D))[pairs]  # (P, 2, D)
+        pooled = np.einsum("pc,pcd->pd", w, variances)
+        gap = params.means[pairs[:, 0]] - params.means[pairs[:, 1]]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            log_det_c = np.log(variances).sum(axis=2)
+            log_det_q = np.log(pooled).sum(axis=1) + np.log1p(w[:, 0] * w[:, 1] * (gap * gap / pooled).sum(axis=1))
+        valid = (variances > 0).all(axis=(1, 2))
+        return log_det_c, log_det_q, valid
+    _, _, covs, _, cov = _moment_matched(params, pairs, masses)
+    sign_c, log_det_c = np.linalg.slogdet(covs)  # (P, 2)
+    sign_q, log_det_q = np.linalg.slogdet(cov)  # (P,)
+    return log_det_c, log_det_q, (sign_q > 0) & (sign_c > 0).all(axis=1)
+
+
 def merge_cost_bounds(params: MixtureParameters, pairs: np.ndarray, masses: np.ndarray) -> np.ndarray:
     """A lower bound on each pair's `merge_cost`, in closed form. q matches p's first two moments,
     so KL(p || q) = H(q) - H(p); a mixture's entropy is at most its components' weighted entropy
@@ -302,13 +334,12 @@ def merge_cost_bounds(params: MixtureParameters, pairs: np.ndarray, masses: np.n
     True
 
     """
-    w, _, covs, _, cov = _moment_matched(params, pairs, masses)
-    sign_c, log_det_c = np.linalg.slogdet(covs)  # (P, 2)
-    sign_q, log_det_q = np.linalg.slogdet(cov)  # (P,)
+    w = masses / masses.sum(axis=1, keepdims=True)
+    log_det_c, log_det_q, valid = _pair_log_dets(params, pairs, masses)
     with np.errstate(divide="ignore", invalid="ignore"):
         entropy = -(w * np.log(w)).sum(axis=1)
     bound = 0.5 * (log_det_q - (w * log_det_c).sum(axis=1)) - entropy
-    valid = (sign_q > 0) & (sign_c > 0).all(axis=1) & np.isfinite(bound)
+    valid &= np.isfinite(bound)
     return np.where(valid, masses.sum(axis=1) * np.maximum(bound, 0.0), 0.0)
 
 
@@ -347,7 +378,7 @@ def best_merge(params: MixtureParameters, masses: np.ndarray, born: np.ndarray, 
         return None
     penalty = merge_penalty(params.covariance_type, params.n_features, float(masses.sum()))
     d2 = params.mahalanobis(params.means[live])[:, live]  # row: mean of i, column: component j
-    a, b = np.triu_indices(len(live), 1)
+    a, b = _pair_indices(len(live))
     near = np.minimum(d2[a, b], d2[b, a]) <= MERGE_SCREEN
     if not near.any():
         return None
@@ -427,7 +458,7 @@ def best_reduction(params: MixtureParameters, masses: np.ndarray, born: np.ndarr
         np.concatenate([full_covariances(params, live), cov[None]]), params.shift)
     slots = np.append(live, K)  # the newborn as slot K
     eligible = np.flatnonzero(np.append(old, True))
-    a, b = np.triu_indices(len(eligible), 1)
+    a, b = _pair_indices(len(eligible))
     pairs = np.stack([eligible[a], eligible[b]], axis=1)
     pairs = pairs[slots[pairs[:, 0]] != K]  # (the newborn is last: it is never first)
     bounds = merge_cost_bounds(extended, pairs, mass[pairs])

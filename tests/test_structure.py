@@ -222,6 +222,27 @@ def test_the_merge_cost_bound_is_below_the_cost(covariance_type, D):
         assert bound <= masses.sum() * (kl + 0.01 + 0.05 * kl), (trial, bound, masses.sum() * kl)
 
 
+@pytest.mark.parametrize("covariance_type, D", [("diag", 6), ("spherical", 3), ("full", 1), ("diag", 1)])
+def test_the_merge_cost_bound_in_closed_form_is_the_determinants_one(covariance_type, D):
+    """With one variance per feature the bound's log determinants are taken in closed form
+    (matrix determinant lemma): the same bound as slogdet of the full matrices gives."""
+    rng = np.random.default_rng(11)
+    K = 5
+    shape = {"diag": (K, D), "spherical": (K,), "full": (K, 1, 1)}[covariance_type]
+    params = MixtureParameters.from_covariances(
+        covariance_type, np.full(K, 1 / K), rng.normal(0, 2, (K, D)), rng.uniform(0.2, 3.0, shape), np.zeros(D))
+    a, b = np.triu_indices(K, 1)
+    pairs = np.stack([a, b], axis=1)
+    masses = rng.uniform(100, 5000, (len(pairs), 2))
+    w = masses / masses.sum(axis=1, keepdims=True)
+    covs = moves.full_covariances(params, pairs.ravel()).reshape(len(pairs), 2, D, D)
+    gaps = params.means[pairs] - np.einsum("pc,pcd->pd", w, params.means[pairs])[:, None]
+    q = np.einsum("pc,pcde->pde", w, covs) + np.einsum("pc,pcd,pce->pde", w, gaps, gaps)
+    bound = 0.5 * (np.linalg.slogdet(q)[1] - (w * np.linalg.slogdet(covs)[1]).sum(axis=1)) + (w * np.log(w)).sum(axis=1)
+    expected = masses.sum(axis=1) * np.maximum(bound, 0.0)
+    np.testing.assert_allclose(moves.merge_cost_bounds(params, pairs, masses), expected, rtol=1e-12, atol=1e-9)
+
+
 def test_held_points_make_a_birth_only_when_chance_cannot_explain_them():
     held = novelty.HeldPoints()
     for t in range(0, 20_000, 1000):  # one novel point in a thousand: chance

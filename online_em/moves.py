@@ -377,7 +377,7 @@ def best_merge(params: MixtureParameters, masses: np.ndarray, born: np.ndarray, 
     if len(live) < 2:
         return None
     penalty = merge_penalty(params.covariance_type, params.n_features, float(masses.sum()))
-    d2 = params.mahalanobis(params.means[live])[:, live]  # row: mean of i, column: component j
+    d2 = params.mean_distances(live)  # row: mean of i, column: component j
     a, b = _pair_indices(len(live))
     near = np.minimum(d2[a, b], d2[b, a]) <= MERGE_SCREEN
     if not near.any():

@@ -77,6 +77,15 @@ def test_log_densities_match_scipy(covariance_type):
     np.testing.assert_allclose(log_norm, np.log(np.exp(expected) @ params.weights), rtol=1e-9)
 
 
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_distances_between_means_are_the_mahalanobis_distances_of_the_means(covariance_type):
+    X, resp = _random_batch(5, n=300)
+    params = SufficientStatistics.from_batch(X, resp, X.mean(0), covariance_type).to_parameters(1e-6)
+    some = np.array([0, 2, 3])
+    np.testing.assert_allclose(params.mean_distances(some), params.mahalanobis(params.means[some])[:, some],
+                               rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("covariance_type", ["full", "diag", "spherical", "tied"])
 def test_learning_with_alpha_one_is_the_exact_running_average(covariance_type):
     X, resp = _random_batch(3)

@@ -116,6 +116,12 @@ def second_moment_shape(covariance_type: str, n_components: int, n_features: int
     }[check_covariance_type(covariance_type)]
 
 
+# _SPURIOUS_GEMM_INVALID: an inactive component's natural parameters hold the constant -inf (log of
+# a weight of 0), so its log densities are -inf. OpenBLAS's GEMM kernels multiply padding zeros
+# into it, which raises the invalid flag although no entry of the product is NaN, and numpy 2.4
+# reports that flag: the E-step's GEMMs with natural parameters ignore it.
+
+
 @functools.lru_cache(maxsize=64)
 def _triangle(n_features: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Row and column of each entry of the upper triangle of a D x D matrix, row by row, and the
@@ -997,7 +1003,8 @@ class MixtureParameters:
 
     def _weighted_log_prob_chunk(self, X: np.ndarray, eta: np.ndarray | None) -> np.ndarray:
         if eta is not None:
-            return eta @ moment_features(X, self.shift, self.covariance_type)
+            with np.errstate(invalid="ignore"):  # (see _SPURIOUS_GEMM_INVALID)
+                return eta @ moment_features(X, self.shift, self.covariance_type)
         wlp = self._mahalanobis_t(X)
         wlp *= -0.5
         wlp += self._kernel()[0][:, None]
@@ -1081,7 +1088,11 @@ class MixtureParameters:
         for start in range(0, len(X), rows):
             chunk = X[start : start + rows]
             T = None if eta is None else moment_features(chunk, self.shift, self.covariance_type)
-            wlp = eta @ T if T is not None else self._weighted_log_prob_chunk(chunk, None)
+            if T is not None:
+                with np.errstate(invalid="ignore"):  # (see _SPURIOUS_GEMM_INVALID)
+                    wlp = eta @ T
+            else:
+                wlp = self._weighted_log_prob_chunk(chunk, None)
             top = wlp.max(axis=0)
             novel = np.flatnonzero(top < closest).tolist() if screened else []  # (few rows: plain Python)
             if novel:

@@ -38,7 +38,7 @@ import numpy as np
 
 from .fastpath import DRIFT_BUDGET, FIRST_ORDER_LIMIT, NOVEL, SCALE_LIMIT, Engine, NotLearnable
 from .stats import COLLAPSE_WEIGHT, RELATIVE_COVARIANCE_FLOOR, TINY_MASS, SufficientStatistics, factored
-from .steps import PRIOR_FLOOR, RECENCY_ALPHA, component_steps, point_step, weight_step
+from .steps import PRIOR_FLOOR, RECENCY_ALPHA, component_step, point_step, weight_step
 
 __all__ = ["FullArrayEngine"]
 
@@ -52,8 +52,10 @@ def _diagonals(matrices: np.ndarray) -> np.ndarray:
 
 
 class FullArrayEngine(Engine):
-    """Full covariances, any number of features: the state as arrays, s0 (K,), s1 (K, D) and
-    s2 (K, D, D).
+    """Full covariances, any number of features: the moments as arrays, s1 (K, D) and s2 (K, D, D);
+    what is a number per component (the masses s0, the recency masses, the tracking) as lists of
+    floats, whose per-point arithmetic plain Python does in less time than numpy's calls on arrays
+    of K values.
 
     The iterate is (constants, centred means, P_hat, g, eps g^2), each an array over the
     components, with `track` = (log det T, tr P_hat, eps, r, drift) as `fastpath.FullEngine`
@@ -71,14 +73,14 @@ class FullArrayEngine(Engine):
         # the precision's update took 229 us so, 45 us in place).
         self.scratch = np.empty_like(np.asarray(stats.s2, dtype=np.float64))
         super().__init__(stats, *args, **kwargs)
-        self.rho = np.array(self.rho, dtype=np.float64)
         self.shift = np.array(self.shift, dtype=np.float64)
+        self.rho = [float(value) for value in self.rho]  # (plain floats: numpy's scalars are slower)
 
     # ---------------------------------------------------------------- state
 
     def _lists(self, stats):
-        """Copies (the engine updates its moments in place), C-contiguous."""
-        return (np.array(stats.s0, dtype=np.float64), np.array(stats.s1, dtype=np.float64, order="C"),
+        """The masses as a list; copies of the moments (the engine updates them in place), C-contiguous."""
+        return (np.asarray(stats.s0, dtype=np.float64).tolist(), np.array(stats.s1, dtype=np.float64, order="C"),
                 np.array(stats.s2, dtype=np.float64, order="C"))
 
     def _arrays(self, s0, s1, s2) -> SufficientStatistics:
@@ -88,9 +90,6 @@ class FullArrayEngine(Engine):
     @staticmethod
     def _copy(values):
         return np.array(values)
-
-    def _prior_masses(self):
-        return np.maximum(np.asarray(self.rho), PRIOR_FLOOR * self.s0)
 
     def _reweighted(self, parameters, weights, masses):
         (constants, *rest), _ = parameters
@@ -107,7 +106,7 @@ class FullArrayEngine(Engine):
         scratch = np.subtract(self.s2, a2, out=self.scratch)
         scratch *= shares[:, None, None]
         a2 += scratch  # (the average's own array: `_average` copied it from the iterate)
-        self.avg = [a0 + shares * (self.s0 - a0), a1 + shares[:, None] * (self.s1 - a1), a2]
+        self.avg = [a0 + shares * (np.asarray(self.s0) - a0), a1 + shares[:, None] * (self.s1 - a1), a2]
 
     # ---------------------------------------------------------------- exact parameters
 
@@ -116,7 +115,7 @@ class FullArrayEngine(Engine):
         repaired) of components with these statistics, by Cholesky factorisation of their
         regularised covariances (with the relative floor), repaired as the vectorised path repairs
         one that is not positive definite: what the reported parameters need."""
-        mass = s0 + TINY_MASS
+        mass = np.asarray(s0, dtype=np.float64) + TINY_MASS
         means = s1 / mass[:, None]
         cov = s2 / mass[:, None, None] - means[:, :, None] * means[:, None, :]
         _diagonals(cov)[...] += self.reg_covar
@@ -144,10 +143,13 @@ class FullArrayEngine(Engine):
             return np.where(s0 > 0.0, np.log(s0 + TINY_MASS), -math.inf)
 
     def _parameters(self, s0, s1, s2):
-        means, _, precision, log_det, trace, r, repaired, self.lam, self.spread = self._exact(s0, s1, s2)
+        s0 = np.asarray(s0, dtype=np.float64)
+        means, _, precision, log_det, trace, r, repaired, lam, spread = self._exact(s0, s1, s2)
         K = len(s0)
         # A repaired factor is not S + r I: refreshed again at the next update (infinite drift).
-        self.track = [log_det, trace, np.zeros(K), r, np.where(repaired, math.inf, 0.0)]
+        self.track = [log_det.tolist(), trace.tolist(), [0.0] * K, r.tolist(),
+                      [math.inf if bad else 0.0 for bad in repaired.tolist()]]
+        self.lam, self.spread = lam.tolist(), spread.tolist()
         components = (self._constants(self._log_masses(s0), log_det), means, precision, np.ones(K), np.zeros(K))
         return components, float(s0.sum()) + K * TINY_MASS
 
@@ -199,111 +201,120 @@ class FullArrayEngine(Engine):
     def learn_predict(self, row, predict: bool = True, limit: float | None = None) -> int | None:
         """The label under the reported parameters (0 unless `predict`), then one update;
         -1 - label if a component collapsed (the model then repairs it); NOVEL, without an
-        update, if the row is farther than `limit` from every active component."""
+        update, if the row is farther than `limit` from every active component. What is a number
+        per component is plain floats; numpy does what has D or D^2 values a component."""
         x = self._centred(row)
         parameters, _ = self.iterate
         wlp, distances, d, v, dv, vv = self._iterate_log_probs(parameters, x)
-        a_old = self.s0
-        active = bool(a_old.min() > 0.0)  # the usual case: the engine holds the active components
+        olds = self.s0
         if limit is not None:
-            if not active:
-                distances = distances[a_old > 0.0]
-            if (float(distances.min()) if len(distances) else math.inf) > limit:
+            nearest = min([dist for dist, old in zip(distances.tolist(), olds) if old > 0.0], default=math.inf)
+            if nearest > limit:
                 return NOVEL
         label = int(np.argmax(self._labelling_log_probs(x)[0])) if predict else 0
         top = float(wlp.max())
         if not -math.inf < top < math.inf:  # (NaN fails too) raised before anything changes
             raise NotLearnable
-        r = np.exp(wlp - top)
-        r /= r.sum()
+        exp = math.exp
+        r = [exp(value - top) for value in wlp.tolist()]
+        norm = sum(r)
+        r = [value / norm for value in r]
         self.t += 1
         before = self.count
         self.count = before + 1.0
-        halflife = self.halflife
+        halflife, alpha = self.halflife, self.alpha
         gamma = point_step(self.t, RECENCY_ALPHA, halflife)
         share = weight_step(before, 1.0, halflife)
-        a = a_old + share * (r - a_old)
-        eta = component_steps(a_old * before, r, self.alpha, None if halflife is None else halflife * a)
-        if active:
-            keep = (1.0 - eta) * a / a_old
-        else:
-            keep = np.divide((1.0 - eta) * a, a_old, out=np.zeros_like(a), where=a_old > 0.0)
-        take = eta * a
+        a, keep, take = [], [], []
+        for old, resp in zip(olds, r):
+            new = old + share * (resp - old)
+            eta = component_step(old * before, resp, alpha, None if halflife is None else halflife * new)
+            a.append(new)
+            keep.append((1.0 - eta) * new / old if old > 0.0 else 0.0)
+            take.append(eta * new)
+        keeps, takes = np.array(keep), np.array(take)
         s1, s2 = self.s1, self.s2
-        s1 *= keep[:, None]
-        s1 += take[:, None] * x
-        s2 *= keep[:, None, None]
-        s2 += np.multiply(take[:, None, None], x[:, None] * x, out=self.scratch)
+        s1 *= keeps[:, None]
+        s1 += takes[:, None] * x
+        s2 *= keeps[:, None, None]
+        s2 += np.multiply(takes[:, None, None], x[:, None] * x, out=self.scratch)
         self.s0 = a
-        rho = self.rho
-        rho *= 1.0 - gamma
-        rho += gamma * r
-        prior = self._prior_masses()
-        total = float(prior.sum())
-        if active:  # (a > 0 where a_old > 0)
-            log_weights = np.log(prior)
-        else:
-            log_weights = np.where(a > 0.0, np.log(np.where(a > 0.0, prior, 1.0)), -math.inf)
-        self.iterate = (self._updated(parameters, a_old, a, keep, take, log_weights, d, v, dv, vv), total)
+        rho = self.rho = [p * (1.0 - gamma) + gamma * resp for p, resp in zip(self.rho, r)]
+        prior = [p if p > PRIOR_FLOOR * new else PRIOR_FLOOR * new for p, new in zip(rho, a)]
+        total = sum(prior)
+        log = math.log
+        log_weights = [log(p) if new > 0.0 else -math.inf for p, new in zip(prior, a)]
+        self.iterate = (self._updated(parameters, olds, a, keep, take, log_weights, d, v, dv, vv), total)
         if self.t >= self.due:
             self._average()
-        if active:
-            lightest = float(a.min())
-        else:
-            live = a[a > 0.0]
-            lightest = float(live.min()) if len(live) else math.inf
+        lightest = min([new for new in a if new > 0.0], default=math.inf)
         return label if lightest >= COLLAPSE_WEIGHT * total else -1 - label
 
-    def _updated(self, parameters, a_old, a, keep, take, log_weights, d, v, dv, vv):
+    def _updated(self, parameters, olds, a, keep, take, log_weights, d, v, dv, vv):
         """The iterate after the update: each component's precision by a Sherman-Morrison
         step, or factored again exactly when the tracking's bounds call for it (as FullEngine)."""
         D = self.n_features
-        _, _, precision, g, _ = parameters
+        _, _, precision, g_old, _ = parameters
         log_det, trace, eps, r_old, drift = self.track
-        lam = self.lam
-        mass = a + TINY_MASS
+        lam, spread_old = self.lam, self.spread
+        masses = np.array(a)
+        mass = masses + TINY_MASS
         means = self.s1 / mass[:, None]
         variances = _diagonals(self.s2) / mass[:, None] - means * means  # the diagonal of S
-        r = self.reg_covar + RELATIVE_COVARIANCE_FLOOR * (variances.max(axis=1) + self.reg_covar)
-        shrink = keep * (a_old + TINY_MASS) / mass
-        rho = take / mass
-        cancel = 1.0 + rho * g * dv
-        eps = shrink * (eps - r_old) + r
-        # rounding added: 2^-52 times the condition number, at most lambda_max(P) lambda_max(S + r I)
-        spread = shrink * self.spread + rho * np.einsum("ki,ki->k", d, d) + r
-        drift = drift + g * lam * spread
-        tracked = (shrink > 0.5) & (cancel < 2.0) & (drift < DRIFT_BUDGET)
-        if tracked.all():  # the usual case, without the guards
-            beta = rho * g / cancel
-            g = g / shrink
-            log_det = log_det + np.log(cancel) + D * np.log(shrink)
-        else:
-            beta = np.where(tracked, rho * g / cancel, 0.0)
-            g = np.where(tracked, g / np.where(tracked, shrink, 1.0), g)
-            log_det = log_det + np.log(np.where(tracked, cancel, 1.0)) + D * np.log(np.where(tracked, shrink, 1.0))
-        # in place: the old iterate's precision is this update's to replace
-        # (the outer products by einsum: half the time of a broadcast multiply in 64-D)
-        precision -= np.einsum("ki,kj->kij", beta[:, None] * v, v, out=self.scratch)
-        trace = trace - beta * vv
-        precision_trace = g * trace
-        # eps lambda_max(P) and the log det's error, (eps lambda_max(P)) (eps tr P) / 2, within
-        # FullEngine's bounds (eps tr P at most FIRST_ORDER_LIMIT)
-        tracked &= (precision_trace > 0.0) & (g < SCALE_LIMIT)
-        tracked &= np.abs(eps) * np.sqrt(g * lam) * np.sqrt(np.abs(precision_trace)) < FIRST_ORDER_LIMIT
-        constants = log_weights - 0.5 * (log_det + eps * precision_trace) - D * _HALF_LOG_2PI
-        ge2 = eps * g * g
-        if not tracked.all():
-            refresh = np.flatnonzero(~tracked)
+        r = (self.reg_covar + RELATIVE_COVARIANCE_FLOOR * (variances.max(axis=1) + self.reg_covar)).tolist()
+        log, sqrt = math.log, math.sqrt
+        constant = D * _HALF_LOG_2PI
+        betas, gs, constants, ge2s = [], [], [], []
+        track = [[], [], [], r, []]
+        spreads, refresh = [], []
+        for k, (old, new, kept, taken, g, dv_k, vv_k, dd_k) in enumerate(zip(
+                olds, a, keep, take, g_old.tolist(), dv.tolist(), vv.tolist(), np.einsum("ki,ki->k", d, d).tolist())):
+            m = new + TINY_MASS
+            shrink = kept * (old + TINY_MASS) / m
+            rho = taken / m
+            cancel = 1.0 + rho * g * dv_k
+            e = shrink * (eps[k] - r_old[k]) + r[k]
+            # rounding added: 2^-52 times the condition number, at most lambda_max(P) lambda_max(S + r I)
+            spread = shrink * spread_old[k] + rho * dd_k + r[k]
+            error = drift[k] + g * lam[k] * spread
+            tracked = shrink > 0.5 and cancel < 2.0 and error < DRIFT_BUDGET
+            if tracked:
+                beta = rho * g / cancel
+                g = g / shrink
+                determinant = log_det[k] + log(cancel) + D * log(shrink)
+            else:
+                beta, determinant = 0.0, log_det[k]
+            tr = trace[k] - beta * vv_k
+            precision_trace = g * tr
+            # eps lambda_max(P) and the log det's error, (eps lambda_max(P)) (eps tr P) / 2, within
+            # FullEngine's bounds (eps tr P at most FIRST_ORDER_LIMIT)
+            if not (tracked and precision_trace > 0.0 and g < SCALE_LIMIT
+                    and abs(e) * sqrt(g * lam[k]) * sqrt(abs(precision_trace)) < FIRST_ORDER_LIMIT):
+                refresh.append(k)
+            betas.append(beta)
+            gs.append(g)
+            constants.append(log_weights[k] - 0.5 * (determinant + e * precision_trace) - constant)
+            ge2s.append(e * g * g)
+            spreads.append(spread)
+            for values, value in zip(track, (determinant, tr, e)):
+                values.append(value)
+            track[4].append(error)
+        # in place: the old iterate's precision is this update's to replace (the outer products by
+        # einsum: half the time of a broadcast multiply in 64-D)
+        precision -= np.einsum("ki,kj->kij", np.array(betas)[:, None] * v, v, out=self.scratch)
+        lam = self.lam
+        if refresh:
             exact_means, _, exact_precision, exact_log_det, exact_trace, exact_r, repaired, largest, widest = (
-                self._exact(a[refresh], self.s1[refresh], self.s2[refresh]))
-            lam = lam.copy()
-            lam[refresh], spread[refresh] = largest, widest
+                self._exact(masses[refresh], self.s1[refresh], self.s2[refresh]))
             means[refresh], precision[refresh] = exact_means, exact_precision
-            constants[refresh] = self._constants(log_weights[refresh], exact_log_det)
-            g[refresh], ge2[refresh] = 1.0, 0.0
-            log_det[refresh], trace[refresh], eps[refresh], r[refresh] = exact_log_det, exact_trace, 0.0, exact_r
-            drift[refresh] = np.where(repaired, math.inf, 0.0)
-        self.track = [log_det, trace, eps, r, drift]
-        self.lam, self.spread = lam, spread
-        return constants, means, precision, g, ge2
-
+            lam = list(lam)
+            for j, k in enumerate(refresh):
+                lam[k], spreads[k] = float(largest[j]), float(widest[j])
+                determinant = float(exact_log_det[j])
+                constants[k] = log_weights[k] - 0.5 * determinant - constant
+                gs[k], ge2s[k] = 1.0, 0.0
+                track[0][k], track[1][k], track[2][k], track[3][k] = determinant, float(exact_trace[j]), 0.0, float(exact_r[j])
+                track[4][k] = math.inf if repaired[j] else 0.0
+        self.track = track
+        self.lam, self.spread = lam, spreads
+        return np.array(constants), means, precision, np.array(gs), np.array(ge2s)

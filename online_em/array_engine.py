@@ -208,8 +208,8 @@ class FullArrayEngine(Engine):
         wlp, distances, d, v, dv, vv = self._iterate_log_probs(parameters, x)
         olds = self.s0
         if limit is not None:
-            nearest = min([dist for dist, old in zip(distances.tolist(), olds) if old > 0.0], default=math.inf)
-            if nearest > limit:
+            # (novel when every active component is beyond the limit: a NaN distance is not)
+            if all(dist > limit for dist, old in zip(distances.tolist(), olds) if old > 0.0):
                 return NOVEL
         label = int(np.argmax(self._labelling_log_probs(x)[0])) if predict else 0
         top = float(wlp.max())
@@ -277,7 +277,8 @@ class FullArrayEngine(Engine):
             # rounding added: 2^-52 times the condition number, at most lambda_max(P) lambda_max(S + r I)
             spread = shrink * spread_old[k] + rho * dd_k + r[k]
             error = drift[k] + g * lam[k] * spread
-            tracked = shrink > 0.5 and cancel < 2.0 and error < DRIFT_BUDGET
+            # (cancel is 1 or more while P_hat is positive definite: else, exactly again)
+            tracked = shrink > 0.5 and 0.0 < cancel < 2.0 and error < DRIFT_BUDGET
             if tracked:
                 beta = rho * g / cancel
                 g = g / shrink

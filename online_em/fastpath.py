@@ -483,7 +483,8 @@ class PairEngine(ScalarEngine):
 #   stays under FIRST_ORDER_LIMIT^2 (1 + d^T P d));
 # - the rounding the updates have added, each about 2^-52 times the condition number (bounded by
 #   tr(P) tr(S + r I)), could reach DRIFT_LIMIT relative;
-# - an update would cancel (1 + rho d^T P d reaches 2: it removes half of P along d or more) or
+# - an update would cancel (1 + rho d^T P d reaches 2: it removes half of P along d or more; or it
+#   is not positive, where rounding has left P indefinite along d) or
 #   shrink T by half or more (1 - rho at most 0.5), or the scale g (which only grows) exceeds
 #   SCALE_LIMIT.
 # On overlapping clusters (5-D, 3 components) that is one update in 20 to 30. DRIFT_LIMIT is a
@@ -990,7 +991,7 @@ class FullEngine(_MultiEngine):
             "eps = shrink * (eps - r_old) + r",
             "drift += g * trace * (" + " + ".join(f"u{i}" for i in range(D)) + f" + {D} * r)",
             "component = None",
-            "if shrink > 0.5 and cancel < 2.0 and drift < DRIFT_BUDGET:",
+            "if shrink > 0.5 and 0.0 < cancel < 2.0 and drift < DRIFT_BUDGET:",  # (below 1: P_hat not positive definite)
             "    beta = rho * g / cancel",
             "    g /= shrink",
             *[f"    y{i} = beta * v{i}" for i in range(D)],

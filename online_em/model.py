@@ -906,7 +906,8 @@ class OnlineGaussianMixture(base.Clusterer):
     def _check_structure(self) -> None:
         """Every `moves.check_spacing` points: prune the components whose weight has fallen under the
         floor, then merge the pair that one Gaussian explains best, if it explains it well enough
-        (see `online_em.moves`)."""
+        (see `online_em.moves`), and again while a pair qualifies (each judged on the parameters
+        after the merges before it: a short stream whose warm-up over-split it has few checks)."""
         self._sync()
         self._since_check = 0
         self._check_spacing = moves.check_spacing(self._t, self.halflife)
@@ -918,11 +919,16 @@ class OnlineGaussianMixture(base.Clusterer):
             if len(live) > 1 and weights[k] < floor and t - self._born[k] >= moves.PRUNE_AGE:
                 self._prune(int(k))
                 live = live[live != k]
-        if len(live) > 1:
+        merged = False
+        while len(live) > 1:
             pair = moves.best_merge(self._params, stats.s0 * stats.count, self._born, t)
-            if pair is not None:
-                self._merge(*pair)
-                self._learn_explained_held()  # the merged component is wider than either
+            if pair is None:
+                break
+            self._merge(*pair)
+            stats, merged = self._stats, True
+            live = live[live != pair[1]]
+        if merged:
+            self._learn_explained_held()  # the merged component is wider than either
 
     def _merge(self, keep: int, drop: int) -> None:
         self._recency = moves.merged_shares(self._recency, keep, drop)

@@ -88,6 +88,25 @@ def test_three_blobs_with_ten_components_end_with_three(order, warm_up):
         assert model.moves_["births"] == 2
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_short_stream_its_warm_up_over_split_merges_down_to_its_clusters(seed):
+    """3 clusters far apart in 20 dimensions, 1,000 points each, n_components=10, warm_up=1000: the
+    buffer is too short to choose K (231 parameters a component), so the warm-up fits all ten and
+    the checks must merge seven pairs in the 2,000 points left. One merge a check left 4 to 7
+    components (ARI 0.66-0.96); every qualifying pair at each check leaves exactly 3."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 6, (3, 20))
+    X = np.concatenate([c + rng.normal(0, 1, (1000, 20)) for c in centres])
+    z = np.repeat(np.arange(3), 1000)
+    p = rng.permutation(len(X))
+    X, z = X[p], z[p]
+    model = OnlineGaussianMixture(n_components=10, warm_up=1000, seed=0)
+    for row in X.tolist():
+        model.learn_one(dict(enumerate(row)))
+    assert model.n_active_components_ == 3
+    assert adjusted_rand_score(z, model.predict_many(X)) >= 0.99
+
+
 def test_fixed_components_keep_exactly_n_components():
     x, _ = _sorted_tutorial(0)
     model = OnlineGaussianMixture(n_components=3, adaptive=False, seed=0)

@@ -38,7 +38,7 @@ import numpy as np
 
 from .fastpath import DRIFT_BUDGET, FIRST_ORDER_LIMIT, NOVEL, SCALE_LIMIT, Engine, NotLearnable
 from .stats import COLLAPSE_WEIGHT, RELATIVE_COVARIANCE_FLOOR, TINY_MASS, SufficientStatistics, factored
-from .steps import PRIOR_FLOOR, RECENCY_ALPHA, component_step, point_step, weight_step
+from .steps import RECENCY_ALPHA, component_step, point_step, weight_step
 
 __all__ = ["FullArrayEngine"]
 
@@ -239,8 +239,8 @@ class FullArrayEngine(Engine):
         s2 *= keeps[:, None, None]
         s2 += np.multiply(takes[:, None, None], x[:, None] * x, out=self.scratch)
         self.s0 = a
-        rho = self.rho = [p * (1.0 - gamma) + gamma * resp for p, resp in zip(self.rho, r)]
-        prior = [p if p > PRIOR_FLOOR * new else PRIOR_FLOOR * new for p, new in zip(rho, a)]
+        self.rho = [p * (1.0 - gamma) + gamma * resp for p, resp in zip(self.rho, r)]
+        prior = self._prior_masses()
         total = sum(prior)
         log = math.log
         log_weights = [log(p) if new > 0.0 else -math.inf for p, new in zip(prior, a)]
@@ -303,12 +303,11 @@ class FullArrayEngine(Engine):
         # in place: the old iterate's precision is this update's to replace (the outer products by
         # einsum: half the time of a broadcast multiply in 64-D)
         precision -= np.einsum("ki,kj->kij", np.array(betas)[:, None] * v, v, out=self.scratch)
-        lam = self.lam
         if refresh:
+            lam = list(lam)
             exact_means, _, exact_precision, exact_log_det, exact_trace, exact_r, repaired, largest, widest = (
                 self._exact(masses[refresh], self.s1[refresh], self.s2[refresh]))
             means[refresh], precision[refresh] = exact_means, exact_precision
-            lam = list(lam)
             for j, k in enumerate(refresh):
                 lam[k], spreads[k] = float(largest[j]), float(widest[j])
                 determinant = float(exact_log_det[j])

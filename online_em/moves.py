@@ -294,15 +294,14 @@ def _pair_indices(n: int) -> tuple[np.ndarray, np.ndarray]:
     return a, b
 
 
-def _pair_log_dets(params: MixtureParameters, pairs: np.ndarray, masses: np.ndarray):
-    """For each pair (P, 2) with masses (P, 2): the log determinants of the two covariances
+def _pair_log_dets(params: MixtureParameters, pairs: np.ndarray, masses: np.ndarray, w: np.ndarray):
+    """For each pair (P, 2) with masses (P, 2) and weights w (their shares, (P, 2)): the log determinants of the two covariances
     (P, 2) and of the moment-matched Gaussian's (P,), and which are valid (P,). With one variance
     per feature (diag, spherical, or one feature) in closed form: q's covariance is the diagonal
     sum_c w_c var_c plus w_1 w_2 g g' (g the gap of the means), whose log determinant the matrix
     determinant lemma gives; else by `np.linalg.slogdet`."""
     K, D = params.means.shape
     if params.covariance_type in ("diag", "spherical") or (params.covariance_type == "full" and D == 1):
-        w = masses / masses.sum(axis=1, keepdims=True)
         variances = np.broadcast_to(np.reshape(params.covariances, (K, -1)), (K, D))[pairs]  # (P, 2, D)
         pooled = np.einsum("pc,pcd->pd", w, variances)
         gap = params.means[pairs[:, 0]] - params.means[pairs[:, 1]]
@@ -335,7 +334,7 @@ def merge_cost_bounds(params: MixtureParameters, pairs: np.ndarray, masses: np.n
 
     """
     w = masses / masses.sum(axis=1, keepdims=True)
-    log_det_c, log_det_q, valid = _pair_log_dets(params, pairs, masses)
+    log_det_c, log_det_q, valid = _pair_log_dets(params, pairs, masses, w)
     with np.errstate(divide="ignore", invalid="ignore"):
         entropy = -(w * np.log(w)).sum(axis=1)
     bound = 0.5 * (log_det_q - (w * log_det_c).sum(axis=1)) - entropy

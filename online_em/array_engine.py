@@ -265,8 +265,7 @@ class FullArrayEngine(Engine):
         log, sqrt = math.log, math.sqrt
         constant = D * _HALF_LOG_2PI
         betas, gs, constants, ge2s = [], [], [], []
-        track = [[], [], [], r, []]
-        spreads, refresh = [], []
+        log_dets, traces, epss, drifts, spreads, refresh = [], [], [], [], [], []
         for k, (old, new, kept, taken, g, dv_k, vv_k, dd_k) in enumerate(zip(
                 olds, a, keep, take, g_old.tolist(), dv.tolist(), vv.tolist(), np.einsum("ki,ki->k", d, d).tolist())):
             m = new + TINY_MASS
@@ -297,9 +296,10 @@ class FullArrayEngine(Engine):
             constants.append(log_weights[k] - 0.5 * (determinant + e * precision_trace) - constant)
             ge2s.append(e * g * g)
             spreads.append(spread)
-            for values, value in zip(track, (determinant, tr, e)):
-                values.append(value)
-            track[4].append(error)
+            log_dets.append(determinant)
+            traces.append(tr)
+            epss.append(e)
+            drifts.append(error)
         # in place: the old iterate's precision is this update's to replace (the outer products by
         # einsum: half the time of a broadcast multiply in 64-D)
         precision -= np.einsum("ki,kj->kij", np.array(betas)[:, None] * v, v, out=self.scratch)
@@ -310,11 +310,10 @@ class FullArrayEngine(Engine):
             means[refresh], precision[refresh] = exact_means, exact_precision
             for j, k in enumerate(refresh):
                 lam[k], spreads[k] = float(largest[j]), float(widest[j])
-                determinant = float(exact_log_det[j])
-                constants[k] = log_weights[k] - 0.5 * determinant - constant
+                log_dets[k], traces[k], epss[k], r[k] = float(exact_log_det[j]), float(exact_trace[j]), 0.0, float(exact_r[j])
+                constants[k] = self._constants(log_weights[k], log_dets[k])
                 gs[k], ge2s[k] = 1.0, 0.0
-                track[0][k], track[1][k], track[2][k], track[3][k] = determinant, float(exact_trace[j]), 0.0, float(exact_r[j])
-                track[4][k] = math.inf if repaired[j] else 0.0
-        self.track = track
+                drifts[k] = math.inf if repaired[j] else 0.0
+        self.track = [log_dets, traces, epss, r, drifts]
         self.lam, self.spread = lam, spreads
         return np.array(constants), means, precision, np.array(gs), np.array(ge2s)

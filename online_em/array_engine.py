@@ -18,6 +18,16 @@ stream of 3,000 points (K = 10) were exact refactorisations, and 9% with both bo
 the schedule and the Polyak average are those of the other engines (`online_em.steps`), so it
 agrees with learning each point as a batch of one to rounding (tests hold it so).
 
+Each point changes every component's second moments and precision by a rank-one term, and in many
+dimensions writing those terms into the (K, D, D) arrays point by point costs more than the rest of
+the update (64-D, K = 10: about 130 us a point of some 460, five passes over 330 kB). The engine
+defers them instead, up to DEFERRED_RANK points at a time, and adds them with one matrix product:
+the second moments as s2 = scale s2_0 + sum_j w_j x_j x_j^T (the diagonal kept up to date, as the
+floor of the regulariser reads it), the precisions as P_hat = P_0 - sum_j beta_j v_j v_j^T, which
+the E-step applies as P_0 d - sum_j beta_j v_j (v_j . d) in O(n D) a component. Whatever reads the
+whole of s2 (an exact refactorisation, the Polyak average) adds the deferred terms first; the
+export adds them to a copy, so reading the state never changes what the engine does next.
+
 >>> import numpy as np
 >>> from online_em.stats import SufficientStatistics
 >>> D = 20
@@ -42,6 +52,11 @@ from .steps import RECENCY_ALPHA, component_step, point_step, weight_step
 
 __all__ = ["FullArrayEngine"]
 
+# Rank-one terms deferred before they are added by one matrix product (see the module docstring):
+# a flush costs about two passes over the (K, D, D) array and a product of rank DEFERRED_RANK, and
+# each deferred precision term adds O(D) a component to every E-step until then.
+DEFERRED_RANK = 16
+
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
@@ -64,15 +79,23 @@ class FullArrayEngine(Engine):
     constant - (g d'P_hat d - eps g^2 |P_hat d|^2) / 2 for d = x - mean. The reported parameters
     (the Polyak average) are (constants, means, W), W = L^-1 for the Cholesky factors L, exact."""
 
-    __slots__ = ("track", "lam", "spread", "n_features", "scratch")
+    __slots__ = ("track", "lam", "spread", "n_features", "scratch", "deferred_x", "deferred_w", "s2_scale",
+                 "s2_diagonal", "n_deferred_x", "deferred_v", "deferred_beta", "n_deferred_v")
 
     def __init__(self, stats, *args, **kwargs):
-        self.n_features = stats.n_features
-        # One (K, D, D) buffer for the per-point rank-one terms: in 64 dimensions a fresh
-        # 330 kB temporary costs more than the arithmetic (numpy maps and faults it in each time:
-        # the precision's update took 229 us so, 45 us in place).
+        self.n_features = D = stats.n_features
+        K = len(stats.s0)
+        # One (K, D, D) buffer for the flushes' products: in 64 dimensions a fresh 330 kB
+        # temporary costs more than the arithmetic (numpy maps and faults it in each time).
         self.scratch = np.empty_like(np.asarray(stats.s2, dtype=np.float64))
+        # The deferred terms of s2 (points x_j, weights w_kj, s2 = s2_scale s2_0 + sum_j w_kj x_j x_j^T)
+        # and of the precisions (v_kj, beta_kj): the first n_deferred_x and n_deferred_v columns.
+        self.deferred_x, self.deferred_w = np.zeros((DEFERRED_RANK, D)), np.zeros((K, DEFERRED_RANK))
+        self.s2_scale, self.n_deferred_x = np.ones(K), 0
+        self.deferred_v, self.deferred_beta = np.zeros((K, DEFERRED_RANK, D)), np.zeros((K, DEFERRED_RANK))
+        self.n_deferred_v = 0
         super().__init__(stats, *args, **kwargs)
+        self.s2_diagonal = _diagonals(self.s2).copy()
         self.shift = np.array(self.shift, dtype=np.float64)
         self.rho = [float(value) for value in self.rho]  # (plain floats: numpy's scalars are slower)
 
@@ -93,11 +116,67 @@ class FullArrayEngine(Engine):
 
     def _reweighted(self, parameters, weights, masses):
         (constants, *rest), _ = parameters
-        weights, masses = np.asarray(weights, dtype=np.float64), np.asarray(masses, dtype=np.float64)
-        with np.errstate(divide="ignore"):
-            shifts = np.where(weights > 0.0, np.log(np.where(weights > 0.0, weights, 1.0)) - np.log(masses + TINY_MASS),
-                              -math.inf)
-        return (constants + shifts, *rest), float(weights.sum()) + len(weights) * TINY_MASS
+        # (the shifts in plain floats: K values, read at every prediction before the average begins)
+        weights, masses = np.asarray(weights, dtype=np.float64).tolist(), np.asarray(masses, dtype=np.float64).tolist()
+        return (constants + np.array(self._shifts(weights, masses)), *rest), sum(weights) + len(weights) * TINY_MASS
+
+    def _statistics(self):
+        return self.s0, self.s1, self._current_moments()
+
+    def _average(self) -> None:
+        self._flush_moments()  # (the average reads the whole of s2)
+        super()._average()
+
+    # ---------------------------------------------------------------- deferred rank-one terms
+
+    def _defer_moments(self, x, keeps, takes) -> None:
+        """s2 <- keeps s2 + takes x x^T for each component, deferred: the diagonal now, the rest
+        when DEFERRED_RANK points are pending or something reads the whole of s2."""
+        n = self.n_deferred_x
+        weights = self.deferred_w
+        if n:
+            weights[:, :n] *= keeps[:, None]
+        weights[:, n] = takes
+        self.deferred_x[n] = x
+        self.s2_scale *= keeps
+        diagonal = self.s2_diagonal
+        diagonal *= keeps[:, None]
+        diagonal += takes[:, None] * (x * x)
+        self.n_deferred_x = n + 1
+        if n + 1 == DEFERRED_RANK:
+            self._flush_moments()
+
+    def _deferred_moments(self, out=None) -> np.ndarray:
+        """sum_j w_kj x_j x_j^T over the deferred points, (K, D, D), as one product."""
+        n, (K, D) = self.n_deferred_x, self.s1.shape
+        points = self.deferred_x[:n]
+        weighted = self.deferred_w[:, None, :n] * points.T  # (K, D, n)
+        return np.matmul(weighted.reshape(K * D, n), points, out=None if out is None else out.reshape(K * D, D)
+                         ).reshape(K, D, D)
+
+    def _current_moments(self) -> np.ndarray:
+        """s2 with the deferred terms (a new array if any is pending; the engine's state unchanged)."""
+        if not self.n_deferred_x:
+            return self.s2
+        return self.s2 * self.s2_scale[:, None, None] + self._deferred_moments()
+
+    def _flush_moments(self) -> None:
+        """Add the deferred terms to s2 in place."""
+        if not self.n_deferred_x:
+            return
+        s2 = self.s2
+        s2 *= self.s2_scale[:, None, None]
+        s2 += self._deferred_moments(out=self.scratch)
+        self.s2_scale.fill(1.0)
+        self.n_deferred_x = 0
+        np.copyto(self.s2_diagonal, _diagonals(s2))
+
+    def _flush_precisions(self, precision: np.ndarray) -> None:
+        """P_0 <- P_0 - sum_j beta_kj v_kj v_kj^T for each component, in place, as one product."""
+        n = self.n_deferred_v
+        vectors = self.deferred_v[:, :n]
+        precision -= np.matmul(np.swapaxes(vectors * self.deferred_beta[:, :n, None], 1, 2), vectors, out=self.scratch)
+        self.n_deferred_v = 0
 
     def _blend_average(self, shares):
         shares = np.asarray(shares, dtype=np.float64)
@@ -151,6 +230,7 @@ class FullArrayEngine(Engine):
                       [math.inf if bad else 0.0 for bad in repaired.tolist()]]
         self.lam, self.spread = lam.tolist(), spread.tolist()
         components = (self._constants(self._log_masses(s0), log_det), means, precision, np.ones(K), np.zeros(K))
+        self.n_deferred_v = 0  # (the precisions are exact)
         return components, float(s0.sum()) + K * TINY_MASS
 
     def _reported_parameters(self, s0, s1, s2):
@@ -164,13 +244,18 @@ class FullArrayEngine(Engine):
     def _centred(self, row) -> np.ndarray:
         return np.array(row, dtype=np.float64) - self.shift
 
-    @staticmethod
-    def _iterate_log_probs(parameters, x):
+    def _iterate_log_probs(self, parameters, x):
         """(weighted log densities, squared distances, d, P_hat d, d'P_hat d, |P_hat d|^2) under the
-        iterate's form."""
+        iterate's form, P_hat with its deferred terms."""
         constants, means, precision, g, ge2 = parameters
         d = x - means
         v = np.matmul(precision, d[:, :, None])[:, :, 0]
+        n = self.n_deferred_v
+        if n:
+            vectors = self.deferred_v[:, :n]  # (K, n, D)
+            along = np.matmul(vectors, d[:, :, None])[:, :, 0]  # (K, n)
+            along *= self.deferred_beta[:, :n]
+            v -= np.matmul(along[:, None, :], vectors)[:, 0]
         dv = np.einsum("ki,ki->k", d, v)
         vv = np.einsum("ki,ki->k", v, v)
         distances = g * dv - ge2 * vv
@@ -233,11 +318,10 @@ class FullArrayEngine(Engine):
             keep.append((1.0 - eta) * new / old if old > 0.0 else 0.0)
             take.append(eta * new)
         keeps, takes = np.array(keep), np.array(take)
-        s1, s2 = self.s1, self.s2
+        s1 = self.s1
         s1 *= keeps[:, None]
         s1 += takes[:, None] * x
-        s2 *= keeps[:, None, None]
-        s2 += np.multiply(takes[:, None, None], x[:, None] * x, out=self.scratch)
+        self._defer_moments(x, keeps, takes)
         self.s0 = a
         self.rho = [p * (1.0 - gamma) + gamma * resp for p, resp in zip(self.rho, r)]
         prior = self._prior_masses()
@@ -260,7 +344,7 @@ class FullArrayEngine(Engine):
         masses = np.array(a)
         mass = masses + TINY_MASS
         means = self.s1 / mass[:, None]
-        variances = _diagonals(self.s2) / mass[:, None] - means * means  # the diagonal of S
+        variances = self.s2_diagonal / mass[:, None] - means * means  # the diagonal of S
         r = (self.reg_covar + RELATIVE_COVARIANCE_FLOOR * (variances.max(axis=1) + self.reg_covar)).tolist()
         log, sqrt = math.log, math.sqrt
         constant = D * _HALF_LOG_2PI
@@ -300,20 +384,26 @@ class FullArrayEngine(Engine):
             traces.append(tr)
             epss.append(e)
             drifts.append(error)
-        # in place: the old iterate's precision is this update's to replace (the outer products by
-        # einsum: half the time of a broadcast multiply in 64-D)
-        precision -= np.einsum("ki,kj->kij", np.array(betas)[:, None] * v, v, out=self.scratch)
+        # the rank-one terms deferred: the old iterate's precision is this update's to replace
+        n = self.n_deferred_v
+        self.deferred_v[:, n] = v
+        self.deferred_beta[:, n] = betas
+        self.n_deferred_v = n + 1
         if refresh:
             lam = list(lam)
+            self._flush_moments()
             exact_means, _, exact_precision, exact_log_det, exact_trace, exact_r, repaired, largest, widest = (
                 self._exact(masses[refresh], self.s1[refresh], self.s2[refresh]))
             means[refresh], precision[refresh] = exact_means, exact_precision
+            self.deferred_beta[refresh, : n + 1] = 0.0  # (exact: none of the deferred terms is theirs)
             for j, k in enumerate(refresh):
                 lam[k], spreads[k] = float(largest[j]), float(widest[j])
                 log_dets[k], traces[k], epss[k], r[k] = float(exact_log_det[j]), float(exact_trace[j]), 0.0, float(exact_r[j])
                 constants[k] = self._constants(log_weights[k], log_dets[k])
                 gs[k], ge2s[k] = 1.0, 0.0
                 drifts[k] = math.inf if repaired[j] else 0.0
+        if self.n_deferred_v == DEFERRED_RANK:
+            self._flush_precisions(precision)
         self.track = [log_dets, traces, epss, r, drifts]
         self.lam, self.spread = lam, spreads
         return np.array(constants), means, precision, np.array(gs), np.array(ge2s)

@@ -189,8 +189,13 @@ class Engine:
         average = None if self.avg is None else self._arrays(*self.avg)
         weights = None if self.avg_weights is None else np.array(self.avg_weights)
         pending = self.pending if self.avg is None or self.due == math.inf else self.every - (self.due - self.t)
-        return (self._arrays(self.s0, self.s1, self.s2), np.array(self.rho), average, weights, self.n_averaged,
+        return (self._arrays(*self._statistics()), np.array(self.rho), average, weights, self.n_averaged,
                 pending, self.t)
+
+    def _statistics(self):
+        """The running statistics (s0, s1, s2) as they stand (an engine that defers part of an
+        update adds it here, without changing its own state)."""
+        return self.s0, self.s1, self.s2
 
     def _average(self) -> None:
         """Polyak averaging of the statistics, every `average_every` points (as the numpy path):

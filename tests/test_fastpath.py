@@ -179,6 +179,34 @@ def test_array_engine_tracks_its_factors_between_exact_refreshes(monkeypatch):
     assert 0 < refreshes < 3 * (2100 - 600) / 10
 
 
+def test_array_engine_state_read_mid_stream_changes_nothing_it_does_next():
+    """The array engine defers its rank-one terms (`array_engine.DEFERRED_RANK` points at a time):
+    an export adds them to a copy, so a model whose state is read between points goes on exactly
+    as one whose state is not, and the export is the state the deferred terms stand for."""
+    from online_em import array_engine
+
+    X, _ = synthetic_mixture(1000, HIGH_D, 3, "full", seed=5)
+    model = OnlineGaussianMixture(3, warm_up=600, seed=0)
+    for row in X[:700].tolist():
+        model.learn_one(dict(enumerate(row)))
+    twin = copy.deepcopy(model)
+    deferred = []
+    for i, row in enumerate(X[700:].tolist()):
+        model.learn_one(dict(enumerate(row)))
+        twin.learn_one(dict(enumerate(row)))
+        if i % 7 == 3:
+            engine = twin._engine
+            deferred.append(engine.n_deferred_x)
+            stats = engine.export()[0]
+            flushed = copy.deepcopy(engine)
+            flushed._flush_moments()
+            np.testing.assert_allclose(stats.s2, flushed.s2, rtol=1e-12)
+    assert isinstance(twin._engine, array_engine.FullArrayEngine)
+    assert max(deferred) > 0  # (read while terms were deferred)
+    assert model.means_.tolist() == twin.means_.tolist()
+    assert model.covariances_.tolist() == twin.covariances_.tolist()
+
+
 def test_full_engine_tracks_its_factors_between_exact_refreshes(monkeypatch):
     """The rank-one-updated precisions, corrected to first order for the regulariser, give the
     densities an exact factorisation gives, along a stream that crosses many exact refreshes."""

@@ -24,9 +24,9 @@ the update (64-D, K = 10: about 130 us a point of some 460, five passes over 330
 defers them instead, up to DEFERRED_RANK points at a time, and adds them with one matrix product:
 the second moments as s2 = scale s2_0 + sum_j w_j x_j x_j^T (the diagonal kept up to date, as the
 floor of the regulariser reads it), the precisions as P_hat = P_0 - sum_j beta_j v_j v_j^T, which
-the E-step applies as P_0 d - sum_j beta_j v_j (v_j . d) in O(n D) a component. Whatever reads the
-whole of s2 (an exact refactorisation, the Polyak average) adds the deferred terms first; the
-export adds them to a copy, so reading the state never changes what the engine does next.
+the E-step applies as P_0 d - sum_j beta_j v_j (v_j . d) in O(n D) a component. Whatever reads s2
+adds the deferred terms first: an exact refactorisation those of its components, the Polyak average
+all; the export adds them to a copy, so reading the state never changes what the engine does next.
 
 >>> import numpy as np
 >>> from online_em.stats import SufficientStatistics
@@ -54,8 +54,12 @@ __all__ = ["FullArrayEngine"]
 
 # Rank-one terms deferred before they are added by one matrix product (see the module docstring):
 # a flush costs about two passes over the (K, D, D) array and a product of rank DEFERRED_RANK, and
-# each deferred precision term adds O(D) a component to every E-step until then.
+# each deferred precision term adds O(D) a component to every E-step until then. Deferring costs
+# about a dozen numpy calls a point, which the passes it saves outweigh from DEFER_MIN_ENTRIES
+# entries K D^2 on (measured, learn_one a point: below, D=18 K=7, 173 us direct against 200
+# deferred; above, D=64 K=10, 279 us deferred against about 400 direct).
 DEFERRED_RANK = 16
+DEFER_MIN_ENTRIES = 8192
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
@@ -80,7 +84,7 @@ class FullArrayEngine(Engine):
     (the Polyak average) are (constants, means, W), W = L^-1 for the Cholesky factors L, exact."""
 
     __slots__ = ("track", "lam", "spread", "n_features", "scratch", "deferred_x", "deferred_w", "s2_scale",
-                 "s2_diagonal", "n_deferred_x", "deferred_v", "deferred_beta", "n_deferred_v")
+                 "s2_diagonal", "n_deferred_x", "deferred_v", "deferred_beta", "n_deferred_v", "rank")
 
     def __init__(self, stats, *args, **kwargs):
         self.n_features = D = stats.n_features
@@ -89,13 +93,16 @@ class FullArrayEngine(Engine):
         # temporary costs more than the arithmetic (numpy maps and faults it in each time).
         self.scratch = np.empty_like(np.asarray(stats.s2, dtype=np.float64))
         # The deferred terms of s2 (points x_j, weights w_kj, s2 = s2_scale s2_0 + sum_j w_kj x_j x_j^T)
-        # and of the precisions (v_kj, beta_kj): the first n_deferred_x and n_deferred_v columns.
-        self.deferred_x, self.deferred_w = np.zeros((DEFERRED_RANK, D)), np.zeros((K, DEFERRED_RANK))
+        # and of the precisions (v_kj, beta_kj): the first n_deferred_x and n_deferred_v columns of
+        # `rank` (0: none deferred, each term added as it comes).
+        self.rank = rank = DEFERRED_RANK if K * D * D >= DEFER_MIN_ENTRIES else 0
+        self.deferred_x, self.deferred_w = np.zeros((rank, D)), np.zeros((K, rank))
         self.s2_scale, self.n_deferred_x = np.ones(K), 0
-        self.deferred_v, self.deferred_beta = np.zeros((K, DEFERRED_RANK, D)), np.zeros((K, DEFERRED_RANK))
+        self.deferred_v, self.deferred_beta = np.zeros((K, rank, D)), np.zeros((K, rank))
         self.n_deferred_v = 0
         super().__init__(stats, *args, **kwargs)
-        self.s2_diagonal = _diagonals(self.s2).copy()
+        # the diagonal of s2 as it stands, kept up to date while terms are deferred (None: s2's own)
+        self.s2_diagonal = _diagonals(self.s2).copy() if rank else None
         self.shift = np.array(self.shift, dtype=np.float64)
         self.rho = [float(value) for value in self.rho]  # (plain floats: numpy's scalars are slower)
 
@@ -131,7 +138,13 @@ class FullArrayEngine(Engine):
 
     def _defer_moments(self, x, keeps, takes) -> None:
         """s2 <- keeps s2 + takes x x^T for each component, deferred: the diagonal now, the rest
-        when DEFERRED_RANK points are pending or something reads the whole of s2."""
+        when DEFERRED_RANK points are pending or something reads the whole of s2 (or all now,
+        when the engine does not defer)."""
+        if not self.rank:
+            s2 = self.s2
+            s2 *= keeps[:, None, None]
+            s2 += np.multiply(takes[:, None, None], x[:, None] * x, out=self.scratch)
+            return
         n = self.n_deferred_x
         weights = self.deferred_w
         if n:
@@ -143,7 +156,7 @@ class FullArrayEngine(Engine):
         diagonal *= keeps[:, None]
         diagonal += takes[:, None] * (x * x)
         self.n_deferred_x = n + 1
-        if n + 1 == DEFERRED_RANK:
+        if n + 1 == self.rank:
             self._flush_moments()
 
     def _deferred_moments(self, out=None) -> np.ndarray:
@@ -160,9 +173,20 @@ class FullArrayEngine(Engine):
             return self.s2
         return self.s2 * self.s2_scale[:, None, None] + self._deferred_moments()
 
-    def _flush_moments(self) -> None:
-        """Add the deferred terms to s2 in place."""
-        if not self.n_deferred_x:
+    def _flush_moments(self, components: list[int] | None = None) -> None:
+        """Add the deferred terms to s2 in place: all, or those of these components only (what
+        an exact refactorisation of them reads; the others stay deferred)."""
+        n = self.n_deferred_x
+        if not n:
+            return
+        if components is not None:
+            points = self.deferred_x[:n]
+            weighted = self.deferred_w[components, None, :n] * points.T  # (R, D, n)
+            settled = self.s2[components] * self.s2_scale[components, None, None] + np.matmul(weighted, points)
+            self.s2[components] = settled
+            self.s2_scale[components] = 1.0
+            self.deferred_w[components, :n] = 0.0
+            self.s2_diagonal[components] = _diagonals(settled)
             return
         s2 = self.s2
         s2 *= self.s2_scale[:, None, None]
@@ -344,7 +368,8 @@ class FullArrayEngine(Engine):
         masses = np.array(a)
         mass = masses + TINY_MASS
         means = self.s1 / mass[:, None]
-        variances = self.s2_diagonal / mass[:, None] - means * means  # the diagonal of S
+        diagonal = _diagonals(self.s2) if self.s2_diagonal is None else self.s2_diagonal
+        variances = diagonal / mass[:, None] - means * means  # the diagonal of S
         r = (self.reg_covar + RELATIVE_COVARIANCE_FLOOR * (variances.max(axis=1) + self.reg_covar)).tolist()
         log, sqrt = math.log, math.sqrt
         constant = D * _HALF_LOG_2PI
@@ -384,25 +409,29 @@ class FullArrayEngine(Engine):
             traces.append(tr)
             epss.append(e)
             drifts.append(error)
-        # the rank-one terms deferred: the old iterate's precision is this update's to replace
+        # the rank-one terms deferred, or added now (in place: the old iterate's precision is this
+        # update's to replace; the outer products by einsum, half the time of a broadcast multiply)
         n = self.n_deferred_v
-        self.deferred_v[:, n] = v
-        self.deferred_beta[:, n] = betas
-        self.n_deferred_v = n + 1
+        if self.rank:
+            self.deferred_v[:, n] = v
+            self.deferred_beta[:, n] = betas
+            self.n_deferred_v = n + 1
+        else:
+            precision -= np.einsum("ki,kj->kij", np.array(betas)[:, None] * v, v, out=self.scratch)
         if refresh:
             lam = list(lam)
-            self._flush_moments()
+            self._flush_moments(refresh)
             exact_means, _, exact_precision, exact_log_det, exact_trace, exact_r, repaired, largest, widest = (
                 self._exact(masses[refresh], self.s1[refresh], self.s2[refresh]))
             means[refresh], precision[refresh] = exact_means, exact_precision
-            self.deferred_beta[refresh, : n + 1] = 0.0  # (exact: none of the deferred terms is theirs)
+            self.deferred_beta[refresh, : self.n_deferred_v] = 0.0  # (exact: no deferred term is theirs)
             for j, k in enumerate(refresh):
                 lam[k], spreads[k] = float(largest[j]), float(widest[j])
                 log_dets[k], traces[k], epss[k], r[k] = float(exact_log_det[j]), float(exact_trace[j]), 0.0, float(exact_r[j])
                 constants[k] = self._constants(log_weights[k], log_dets[k])
                 gs[k], ge2s[k] = 1.0, 0.0
                 drifts[k] = math.inf if repaired[j] else 0.0
-        if self.n_deferred_v == DEFERRED_RANK:
+        if self.rank and self.n_deferred_v == self.rank:
             self._flush_precisions(precision)
         self.track = [log_dets, traces, epss, r, drifts]
         self.lam, self.spread = lam, spreads

@@ -125,12 +125,22 @@ def test_structures_without_an_engine_use_numpy():
 HIGH_D = fastpath.MAX_FULL_FEATURES + 4
 
 
+@pytest.fixture(params=["direct", "deferred"])
+def deferring(request, monkeypatch):
+    """The array engine both ways: each rank-one term added as it comes, and deferred
+    (`array_engine.DEFER_MIN_ENTRIES`; HIGH_D with a few components is below it)."""
+    from online_em import array_engine
+
+    monkeypatch.setattr(array_engine, "DEFER_MIN_ENTRIES", 0 if request.param == "deferred" else 10**12)
+    return request.param
+
+
 @pytest.mark.parametrize("n_components, options", [
     (3, {}),
     (4, {}),  # a free slot: the engine holds the active components, novel points are held back
     (3, {"halflife": 400}),  # forgetting's floors bind on a drifting stream
 ])
-def test_array_engine_matches_the_numpy_path(n_components, options):
+def test_array_engine_matches_the_numpy_path(n_components, options, deferring):
     from online_em.array_engine import FullArrayEngine
 
     X, _ = synthetic_mixture(1800, HIGH_D, 3, "full", seed=HIGH_D)
@@ -144,6 +154,7 @@ def test_array_engine_matches_the_numpy_path(n_components, options):
     for row in X[1:700].tolist():
         model.learn_one(dict(enumerate(row)))
     assert isinstance(model._engine, FullArrayEngine)
+    assert (model._engine.rank > 0) == (deferring == "deferred")
     twin = copy.deepcopy(model)  # the live engine's state is the model's own: a copy goes on alike
     for row in X[700:900].tolist():
         model.learn_one(dict(enumerate(row)))
@@ -152,12 +163,12 @@ def test_array_engine_matches_the_numpy_path(n_components, options):
 
 
 @pytest.mark.parametrize("offset, scale, reg_covar", [(1e6, 1.0, 1e-6), (0.0, 1e-100, 0.0)])
-def test_array_engine_matches_the_numpy_path_at_extreme_scales(offset, scale, reg_covar):
+def test_array_engine_matches_the_numpy_path_at_extreme_scales(offset, scale, reg_covar, deferring):
     X, _ = synthetic_mixture(1200, HIGH_D, 3, "full", seed=7)
     _agree_along(offset + scale * X, 3, "full", every=300, warm_up=600, average_after=900, reg_covar=reg_covar)
 
 
-def test_array_engine_tracks_its_factors_between_exact_refreshes(monkeypatch):
+def test_array_engine_tracks_its_factors_between_exact_refreshes(monkeypatch, deferring):
     """As FullEngine's: the rank-one-updated precisions give the densities an exact
     factorisation gives, and most updates are rank-one, not refactorisations."""
     from online_em import array_engine
@@ -179,11 +190,13 @@ def test_array_engine_tracks_its_factors_between_exact_refreshes(monkeypatch):
     assert 0 < refreshes < 3 * (2100 - 600) / 10
 
 
-def test_array_engine_state_read_mid_stream_changes_nothing_it_does_next():
+def test_array_engine_state_read_mid_stream_changes_nothing_it_does_next(monkeypatch):
     """The array engine defers its rank-one terms (`array_engine.DEFERRED_RANK` points at a time):
     an export adds them to a copy, so a model whose state is read between points goes on exactly
     as one whose state is not, and the export is the state the deferred terms stand for."""
     from online_em import array_engine
+
+    monkeypatch.setattr(array_engine, "DEFER_MIN_ENTRIES", 0)
 
     X, _ = synthetic_mixture(1000, HIGH_D, 3, "full", seed=5)
     model = OnlineGaussianMixture(3, warm_up=600, seed=0)

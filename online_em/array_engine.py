@@ -19,9 +19,9 @@ the schedule and the Polyak average are those of the other engines (`online_em.s
 agrees with learning each point as a batch of one to rounding (tests hold it so).
 
 Each point changes every component's second moments and precision by a rank-one term, and in many
-dimensions writing those terms into the (K, D, D) arrays point by point costs more than the rest of
-the update (64-D, K = 10: about 130 us a point of some 460, five passes over 330 kB). The engine
-defers them instead, up to DEFERRED_RANK points at a time, and adds them with one matrix product:
+dimensions writing those terms into the (K, D, D) arrays point by point is five passes over them
+(330 kB in 64-D with K = 10). From DEFER_MIN_ENTRIES entries on, the engine defers them instead, up
+to DEFERRED_RANK points at a time, and adds them with one matrix product:
 the second moments as s2 = scale s2_0 + sum_j w_j x_j x_j^T (the diagonal kept up to date, as the
 floor of the regulariser reads it), the precisions as P_hat = P_0 - sum_j beta_j v_j v_j^T, which
 the E-step applies as P_0 d - sum_j beta_j v_j (v_j . d) in O(n D) a component. Whatever reads s2
@@ -56,8 +56,10 @@ __all__ = ["FullArrayEngine"]
 # a flush costs about two passes over the (K, D, D) array and a product of rank DEFERRED_RANK, and
 # each deferred precision term adds O(D) a component to every E-step until then. Deferring costs
 # about a dozen numpy calls a point, which the passes it saves outweigh from DEFER_MIN_ENTRIES
-# entries K D^2 on (measured, learn_one a point: below, D=18 K=7, 173 us direct against 200
-# deferred; above, D=64 K=10, 279 us deferred against about 400 direct).
+# entries K D^2 on. Measured (learn_one + predict_one, us a point, the least of 7 runs of each
+# block of 100 points, three streams): 64-D K=10 286 / 323 / 407 deferred against 302 / 380 / 477
+# direct; 32-D K=10 280 against 323; 18-D K=7 alike within the noise, and learn_one alone there
+# 200-218 deferred against 173-183 direct.
 DEFERRED_RANK = 16
 DEFER_MIN_ENTRIES = 8192
 

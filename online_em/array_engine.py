@@ -1,7 +1,8 @@
 """One-point online EM for full covariances in many dimensions, with numpy over the components.
 
 Beyond `fastpath.MAX_FULL_FEATURES` features the plain-Python engines' generated code grows as
-D^3, and learning a point as a batch of one (`SufficientStatistics.learn`, then every
+D^3 (and from `fastpath.ARRAY_ENGINE_MIN_ENTRIES` entries K D^2 on, this engine is the faster:
+plain Python's arithmetic grows with them, numpy's calls barely), and learning a point as a batch of one (`SufficientStatistics.learn`, then every
 component's Cholesky factor and inverse again) costs O(K D^3) and some hundred numpy calls. This
 engine performs `fastpath.FullEngine`'s update (see the comment above `fastpath.FIRST_ORDER_LIMIT`)
 with each step vectorised over the K components: the iterate's precisions follow the point by a

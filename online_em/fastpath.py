@@ -8,10 +8,11 @@ vectorised path, so the two agree to rounding. The model hands its state to an e
 `learn_one`/`predict_one` and takes it back, as arrays, before anything that needs them. Engines:
 `ScalarEngine` (one feature; `PairEngine` when there are also just two components),
 `DiagonalEngine` (diag and spherical, up to MAX_DIAGONAL_FEATURES features) and `FullEngine`
-(full, up to MAX_FULL_FEATURES features). The last two run straight-line code generated for the
-number of features, and `FullEngine` updates its precisions by rank one between exact
-factorisations (see FIRST_ORDER_LIMIT); beyond MAX_FULL_FEATURES, `online_em.array_engine` does
-the same with numpy over the components. The model hands an engine its active components only.
+(full, up to MAX_FULL_FEATURES features and under ARRAY_ENGINE_MIN_ENTRIES entries K D^2). The last
+two run straight-line code generated for the number of features, and `FullEngine` updates its
+precisions by rank one between exact factorisations (see FIRST_ORDER_LIMIT); for more entries or
+features, `online_em.array_engine` does the same with numpy over the components. The model hands
+an engine its active components only.
 
 >>> import numpy as np
 >>> from online_em.stats import SufficientStatistics
@@ -44,10 +45,15 @@ from .stats import (
 
 __all__ = ["NOVEL", "supports", "make_engine", "Engine", "ScalarEngine", "PairEngine", "DiagonalEngine", "FullEngine"]
 
-# Up to this many features, full covariances are faster in plain Python than through numpy:
-# learn_one + predict_one with K=3 took 48 us against numpy's 238 at 8 features, 197 against 295
-# at 16 (the generated code grows as D^3 / 6 in its exact refactorisation).
+# Full covariances: FullEngine (plain Python) while a point's work, K D^2 entries, is small, the
+# array engine (numpy over the components) from ARRAY_ENGINE_MIN_ENTRIES entries on, and always
+# beyond MAX_FULL_FEATURES features (FullEngine's generated code grows as D^3 / 6 in its exact
+# refactorisation). learn_one + predict_one, us a point, FullEngine against the array engine (the
+# least of 5 runs of each block of 100 points, 2,000 points after a warm-up of 1,000), D and K:
+# 5, 3: 125 / 183; 8, 3: 157 / 192; 16, 2: 140 / 149; 8, 5: 212 / 213; 12, 5: 213 / 225;
+# 16, 3: 158 / 155; 12, 7: 206 / 211; 16, 5: 275 / 242; 14, 7: 263 / 217; 16, 7: 320 / 196.
 MAX_FULL_FEATURES = 16
+ARRAY_ENGINE_MIN_ENTRIES = 1200
 # Beyond this many features the diagonal engines' generated code gets long and numpy's per-call
 # overhead no longer dominates: learn_one + predict_one with K=3 took 101 us against numpy's 147 at
 # 64 features, 167 against 157 at 100.
@@ -72,7 +78,7 @@ class NotLearnable(ArithmeticError):
 def supports(covariance_type: str, n_features: int) -> bool:
     """Whether a one-point engine handles this model: diagonal structures in at most
     MAX_DIAGONAL_FEATURES dimensions, or full covariances (in plain Python up to
-    MAX_FULL_FEATURES, beyond with numpy over the components: `online_em.array_engine`)."""
+    MAX_FULL_FEATURES and small K, else with numpy over the components: `online_em.array_engine`)."""
     if covariance_type in ("diag", "spherical"):
         return n_features <= MAX_DIAGONAL_FEATURES
     return covariance_type == "full"
@@ -83,7 +89,8 @@ def make_engine(stats, recency, average, average_weights, n_averaged, pending, t
     """The engine for the model's structure, holding a copy of its state."""
     if stats.n_features == 1:
         engine_class = PairEngine if stats.n_components == 2 else ScalarEngine
-    elif stats.covariance_type == "full" and stats.n_features > MAX_FULL_FEATURES:
+    elif stats.covariance_type == "full" and (stats.n_features > MAX_FULL_FEATURES
+                                               or stats.n_components * stats.n_features ** 2 >= ARRAY_ENGINE_MIN_ENTRIES):
         from .array_engine import FullArrayEngine  # (it builds on this module's Engine)
 
         engine_class = FullArrayEngine

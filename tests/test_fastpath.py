@@ -168,6 +168,22 @@ def test_array_engine_matches_the_numpy_path_at_extreme_scales(offset, scale, re
     _agree_along(offset + scale * X, 3, "full", every=300, warm_up=600, average_after=900, reg_covar=reg_covar)
 
 
+def test_the_array_engine_takes_full_covariances_with_many_entries_in_few_features():
+    """From fastpath.ARRAY_ENGINE_MIN_ENTRIES entries K D^2 on, numpy over the components beats
+    plain Python's arithmetic: 14 features and 7 components go to the array engine (3 components
+    stay with FullEngine), which agrees with the numpy path as in many dimensions."""
+    from online_em.array_engine import FullArrayEngine
+
+    X, _ = synthetic_mixture(1500, 14, 7, "full", seed=14)
+    fast = _agree_along(X, 7, "full", warm_up=600, average_after=1000)
+    fast.learn_one(dict(enumerate(X[0].tolist())))
+    assert isinstance(fast._engine, FullArrayEngine) and fast.n_active_components_ == 7
+    few = OnlineGaussianMixture(3, warm_up=600, seed=0)
+    for row in X[:601].tolist():
+        few.learn_one(dict(enumerate(row)))
+    assert type(few._engine).__name__ == "FullEngine14"
+
+
 def test_array_engine_tracks_its_factors_between_exact_refreshes(monkeypatch, deferring):
     """As FullEngine's: the rank-one-updated precisions give the densities an exact
     factorisation gives, and most updates are rank-one, not refactorisations."""

@@ -2,8 +2,9 @@
 
 Beyond `fastpath.MAX_FULL_FEATURES` features the plain-Python engines' generated code grows as
 D^3 (and from `fastpath.ARRAY_ENGINE_MIN_ENTRIES` entries K D^2 on, this engine is the faster:
-plain Python's arithmetic grows with them, numpy's calls barely), and learning a point as a batch of one (`SufficientStatistics.learn`, then every
-component's Cholesky factor and inverse again) costs O(K D^3) and some hundred numpy calls. This
+plain Python's arithmetic grows with them, numpy's calls barely), and learning a point as a batch
+of one (`SufficientStatistics.learn`, then every component's Cholesky factor and inverse again)
+costs O(K D^3) and some hundred numpy calls. This
 engine performs `fastpath.FullEngine`'s update (see the comment above `fastpath.FIRST_ORDER_LIMIT`)
 with each step vectorised over the K components: the iterate's precisions follow the point by a
 Sherman-Morrison step, O(K D^2) in a few numpy calls, and a component is factored exactly again
@@ -134,7 +135,8 @@ class FullArrayEngine(Engine):
         return self.s0, self.s1, self._current_moments()
 
     def _average(self) -> None:
-        self._flush_moments()  # (the average reads the whole of s2)
+        if self.t >= self.due:
+            self._flush_moments()  # (the average reads the whole of s2)
         super()._average()
 
     # ---------------------------------------------------------------- deferred rank-one terms

@@ -164,13 +164,16 @@ class FullArrayEngine(Engine):
         if n + 1 == self.rank:
             self._flush_moments()
 
-    def _deferred_moments(self, out=None) -> np.ndarray:
-        """sum_j w_kj x_j x_j^T over the deferred points, (K, D, D), as one product."""
-        n, (K, D) = self.n_deferred_x, self.s1.shape
+    def _deferred_moments(self, components: list[int] | None = None, out=None) -> np.ndarray:
+        """sum_j w_kj x_j x_j^T over the deferred points, (R, D, D) for the R components (all if
+        None), as one product."""
+        n = self.n_deferred_x
         points = self.deferred_x[:n]
-        weighted = self.deferred_w[:, None, :n] * points.T  # (K, D, n)
-        return np.matmul(weighted.reshape(K * D, n), points, out=None if out is None else out.reshape(K * D, D)
-                         ).reshape(K, D, D)
+        weights = self.deferred_w[:, :n] if components is None else self.deferred_w[components, :n]
+        R, D = len(weights), points.shape[1]
+        weighted = weights[:, None, :] * points.T  # (R, D, n)
+        return np.matmul(weighted.reshape(R * D, n), points, out=None if out is None else out.reshape(R * D, D)
+                         ).reshape(R, D, D)
 
     def _current_moments(self) -> np.ndarray:
         """s2 with the deferred terms (a new array if any is pending; the engine's state unchanged)."""
@@ -185,9 +188,7 @@ class FullArrayEngine(Engine):
         if not n:
             return
         if components is not None:
-            points = self.deferred_x[:n]
-            weighted = self.deferred_w[components, None, :n] * points.T  # (R, D, n)
-            settled = self.s2[components] * self.s2_scale[components, None, None] + np.matmul(weighted, points)
+            settled = self.s2[components] * self.s2_scale[components, None, None] + self._deferred_moments(components)
             self.s2[components] = settled
             self.s2_scale[components] = 1.0
             self.deferred_w[components, :n] = 0.0

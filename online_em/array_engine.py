@@ -175,11 +175,13 @@ class FullArrayEngine(Engine):
         return np.matmul(weighted.reshape(R * D, n), points, out=None if out is None else out.reshape(R * D, D)
                          ).reshape(R, D, D)
 
-    def _current_moments(self) -> np.ndarray:
-        """s2 with the deferred terms (a new array if any is pending; the engine's state unchanged)."""
+    def _current_moments(self, components: list[int] | None = None) -> np.ndarray:
+        """s2 with the deferred terms, of these components (all if None): a new array if any term
+        is pending; the engine's state unchanged."""
+        rows = slice(None) if components is None else components
         if not self.n_deferred_x:
-            return self.s2
-        return self.s2 * self.s2_scale[:, None, None] + self._deferred_moments()
+            return self.s2[rows]
+        return self.s2[rows] * self.s2_scale[rows, None, None] + self._deferred_moments(components)
 
     def _flush_moments(self, components: list[int] | None = None) -> None:
         """Add the deferred terms to s2 in place: all, or those of these components only (what
@@ -188,7 +190,7 @@ class FullArrayEngine(Engine):
         if not n:
             return
         if components is not None:
-            settled = self.s2[components] * self.s2_scale[components, None, None] + self._deferred_moments(components)
+            settled = self._current_moments(components)
             self.s2[components] = settled
             self.s2_scale[components] = 1.0
             self.deferred_w[components, :n] = 0.0

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
-from online_em import OnlineGaussianMixture, moves, novelty
+from online_em import OnlineGaussianMixture, init, moves, novelty, selection
 from online_em.stats import MixtureParameters, SufficientStatistics
 
 from .datagen import tutorial_stream
@@ -105,6 +105,39 @@ def test_a_short_stream_its_warm_up_over_split_merges_down_to_its_clusters(seed)
         model.learn_one(dict(enumerate(row)))
     assert model.n_active_components_ == 3
     assert adjusted_rand_score(z, model.predict_many(X)) >= 0.99
+
+
+def _two_blobs(n: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.concatenate([rng.normal(0, 1, (n // 2, 3)), rng.normal(6, 1, (n - n // 2, 3))])
+
+
+def test_an_over_split_buffer_fit_merges_down_to_its_clusters_as_the_stream_would():
+    """A fit of 2,000 points of two blobs with six components: `selection.merged` (the streaming
+    model's merge test, on a fit whose components are as old as the buffer) leaves two, centred on
+    the blobs, as good as a fit with two from the start."""
+    X = _two_blobs(2000)
+    over = init.fit_buffer(X, 6, "full", 1e-6, np.random.default_rng(1))
+    assert np.count_nonzero(over.statistics.s0) == 6
+    fit = selection.merged(over, X, 1e-6)
+    live = np.flatnonzero(fit.statistics.s0)
+    assert len(live) == 2 and fit.statistics.s0.sum() == pytest.approx(2000)
+    means = fit.statistics.s1[live] / fit.statistics.s0[live, None] + fit.statistics.shift
+    np.testing.assert_allclose(np.sort(means.mean(axis=1)), [0, 6], atol=0.1)
+    two = init.fit_buffer(X, 2, "full", 1e-6, np.random.default_rng(1))
+    assert fit.log_likelihood == pytest.approx(two.log_likelihood, abs=1e-3)
+
+
+def test_a_buffer_fit_younger_than_the_merge_age_is_left_as_it_is():
+    X = _two_blobs(moves.MERGE_AGE - 1)
+    over = init.fit_buffer(X, 4, "full", 1e-6, np.random.default_rng(1))
+    assert selection.merged(over, X, 1e-6) is over
+
+
+def test_clusters_apart_are_never_merged_in_a_buffer_fit():
+    X = _two_blobs(2000)
+    two = init.fit_buffer(X, 2, "full", 1e-6, np.random.default_rng(1))
+    assert selection.merged(two, X, 1e-6) is two
 
 
 def test_fixed_components_keep_exactly_n_components():

@@ -322,7 +322,7 @@ class ScalarEngine(Engine):
             raise NotLearnable
         self.t += 1
         before = self.count
-        count = self.count = before + 1.0
+        self.count = before + 1.0
         alpha = self.alpha
         halflife = self.halflife
         gamma = point_step(self.t, RECENCY_ALPHA, halflife)
@@ -413,7 +413,7 @@ class PairEngine(ScalarEngine):
             raise NotLearnable
         t = self.t = self.t + 1
         before = self.count
-        count = self.count = before + 1.0
+        self.count = before + 1.0
         alpha = self.alpha
         halflife = self.halflife
         gamma = point_step(t, RECENCY_ALPHA, halflife)

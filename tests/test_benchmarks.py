@@ -39,3 +39,18 @@ def test_quick_run_prints_a_markdown_table(tmp_path):
     written = output.read_text()
     assert written.startswith("# online_em benchmarks")
     assert "## Summary" in written
+
+
+def test_the_warm_up_selection_script_runs_and_both_sides_print_a_table():
+    """`benchmarks/warmup_selection.py` on a tiny stream (two clusters in 3-D, 800 points), with and
+    without the merge test: both print their table, and two well-apart clusters are found."""
+    script = os.path.join(ROOT, "benchmarks", "warmup_selection.py")
+    for extra in ([], ["--no-merge"]):
+        proc = subprocess.run(
+            [sys.executable, script, "--n", "800", "--features", "3", "--clusters", "2", "--seeds", "1", *extra],
+            capture_output=True, text=True, timeout=120, cwd=ROOT,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert "| seed | active | ARI | warm_up | time |" in proc.stdout
+        assert "| 0 | 2 |" in proc.stdout, proc.stdout
+        assert ("AIC alone" in proc.stdout) == bool(extra)

@@ -24,8 +24,8 @@ from .prior import CovariancePrior
 from .stats import MixtureParameters, SufficientStatistics
 
 __all__ = [
-    "BufferFit", "batch_em", "converged", "default_warm_up", "fit_buffer", "kmeans", "kmeans_plusplus", "n_parameters",
-    "refine",
+    "BufferFit", "batch_em", "converged", "default_warm_up", "fit_buffer", "kmeans", "kmeans_plusplus", "map_parameters",
+    "n_parameters", "refine",
 ]
 
 # Default warm-up: this many points per free parameter of the mixture, within these bounds.
@@ -151,7 +151,8 @@ class BufferFit:
     n_iter: int
 
 
-def _m_step(stats: SufficientStatistics, prior: CovariancePrior | None, reg_covar: float):
+def map_parameters(stats: SufficientStatistics, prior: CovariancePrior | None, reg_covar: float) -> MixtureParameters:
+    """M-step: the MAP parameters of summed statistics under `prior` (None: maximum likelihood)."""
     return (stats if prior is None else prior.merged_into(stats)).to_parameters(reg_covar)
 
 
@@ -221,7 +222,7 @@ def _iterate(X, stats, reg_covar, max_iter, tol, prior) -> BufferFit:
     history: list[float] = []
     n_iter = 0
     for n_iter in range(1, max(1, max_iter) + 1):
-        params = _m_step(stats, prior, reg_covar)
+        params = map_parameters(stats, prior, reg_covar)
         stats, log_norm = _e_step(params, X)
         history.append(float(log_norm.mean()))
         if converged(history, tol):
@@ -271,6 +272,6 @@ def refine(
     """(MAP) EM on X from the parameters of `start` (summed statistics of other points, e.g. a
     fit of fewer of the same points), about the same shift: a warm start."""
     X = np.asarray(X, dtype=np.float64)
-    stats, _ = _e_step(_m_step(start, prior, reg_covar), X)
+    stats, _ = _e_step(map_parameters(start, prior, reg_covar), X)
     return _iterate(X, stats, reg_covar, max_iter, tol, prior)
 

@@ -27,7 +27,7 @@ import dataclasses
 import numpy as np
 
 from . import moves
-from .init import BufferFit, fit_buffer, n_parameters, refine
+from .init import BufferFit, fit_buffer, map_parameters, n_parameters, refine
 from .prior import CovariancePrior
 from .stats import SufficientStatistics
 
@@ -84,7 +84,7 @@ def merged(fit: BufferFit, X: np.ndarray, reg_covar: float, max_iter: int = 100,
     at_first_check = (len(X) + moves.MERGE_AGE) / len(X)  # (masses: the buffer's points' counts)
     changed = False
     while np.count_nonzero(stats.s0) > 1:
-        params = (stats if prior is None else prior.merged_into(stats)).to_parameters(reg_covar)
+        params = map_parameters(stats, prior, reg_covar)
         pair = moves.best_merge(params, stats.s0 * at_first_check, born, len(X))
         if pair is None:
             break

@@ -39,7 +39,7 @@ import math
 import numpy as np
 
 from . import missing
-from .init import fit_buffer, refine
+from .init import fit_buffer, map_parameters, refine
 from .prior import CovariancePrior, auto_count
 from .selection import akaike, select_fit
 from .stats import MixtureParameters, SufficientStatistics
@@ -181,10 +181,6 @@ class WarmUpFits:
         if fit is None:
             return single_gaussian(np.asarray(rows, dtype=np.float64), self.n_components, self.covariance_type, self.reg_covar)
         return fit.parameters
-
-
-def map_parameters(stats: SufficientStatistics, prior: CovariancePrior | None, reg_covar: float) -> MixtureParameters:
-    return (stats if prior is None else prior.merged_into(stats)).to_parameters(reg_covar)
 
 
 def single_gaussian(X: np.ndarray, n_components: int, covariance_type: str, reg_covar: float) -> MixtureParameters:
